@@ -1,0 +1,3 @@
+module github.com/gopresence/presence
+
+go 1.26
