@@ -1,0 +1,231 @@
+package crdt
+
+import "slices"
+
+// Element is one tracked entry: (topic, owner, key) with its meta and the
+// dot that created it. Elements are immutable once created and may be
+// shared between a State, its deltas and readers: never modify one.
+type Element struct {
+	Topic string
+	Owner string
+	Key   string
+	// Meta is the JSON meta, read-only.
+	Meta []byte
+	Tag  Dot
+}
+
+// ID is an element's identity.
+type ID struct{ Topic, Owner, Key string }
+
+// ID returns the element's identity.
+func (e *Element) ID() ID { return ID{e.Topic, e.Owner, e.Key} }
+
+// Less orders elements by (topic, key, owner, tag), the order of every list
+// a State returns.
+func compareElements(a, b *Element) int {
+	if a.Topic != b.Topic {
+		if a.Topic < b.Topic {
+			return -1
+		}
+		return 1
+	}
+	if a.Key != b.Key {
+		if a.Key < b.Key {
+			return -1
+		}
+		return 1
+	}
+	if a.Owner != b.Owner {
+		if a.Owner < b.Owner {
+			return -1
+		}
+		return 1
+	}
+	return a.Tag.Compare(b.Tag)
+}
+
+// SortElements sorts es by (topic, key, owner, tag).
+func SortElements(es []*Element) { slices.SortFunc(es, compareElements) }
+
+// dotset is a set of clocks of one replica.
+type dotset map[uint64]struct{}
+
+// Clouds maps each replica to a set of its dots.
+type Clouds map[Replica]dotset
+
+func (c Clouds) add(d Dot) {
+	s := c[d.Replica]
+	if s == nil {
+		s = dotset{}
+		c[d.Replica] = s
+	}
+	s[d.Clock] = struct{}{}
+}
+
+func (c Clouds) has(d Dot) bool {
+	_, ok := c[d.Replica][d.Clock]
+	return ok
+}
+
+// Add puts d in the clouds.
+func (c Clouds) Add(d Dot) { c.add(d) }
+
+// Has reports whether d is in the clouds.
+func (c Clouds) Has(d Dot) bool { return c.has(d) }
+
+// Size is the number of dots.
+func (c Clouds) Size() int {
+	n := 0
+	for _, s := range c {
+		n += len(s)
+	}
+	return n
+}
+
+// Dots lists the dots of one replica in ascending order.
+func (c Clouds) Dots(r Replica) []uint64 {
+	s := c[r]
+	out := make([]uint64, 0, len(s))
+	for v := range s {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (c Clouds) clone() Clouds {
+	out := make(Clouds, len(c))
+	for r, s := range c {
+		if len(s) == 0 {
+			continue
+		}
+		n := make(dotset, len(s))
+		for v := range s {
+			n[v] = struct{}{}
+		}
+		out[r] = n
+	}
+	return out
+}
+
+// Delta is a delta-mode state: what one replica produced or observed over
+// a window of its clocks, and the unit of delta generations. A Delta handed
+// to another State (in a message) must not be modified afterwards.
+type Delta struct {
+	// Values are the elements added in the window, by tag.
+	Values map[Dot]*Element
+	// Clouds are the dots this delta covers: adds, removed dots, events.
+	Clouds Clouds
+	// Start and End are the clocks before and after the window.
+	Start, End Clock
+}
+
+// NewDelta returns an empty delta with the given range.
+func NewDelta(start, end Clock) *Delta {
+	return &Delta{Values: map[Dot]*Element{}, Clouds: Clouds{}, Start: start, End: end}
+}
+
+// Size is Phoenix's delta_size: values plus dots.
+func (d *Delta) Size() int { return len(d.Values) + d.Clouds.Size() }
+
+// Empty reports whether the delta carries nothing (has_delta is false): no
+// dot in any cloud.
+func (d *Delta) Empty() bool {
+	for _, s := range d.Clouds {
+		if len(s) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Clone returns a deep copy (elements are shared: they are immutable).
+func (d *Delta) Clone() *Delta {
+	out := &Delta{Values: make(map[Dot]*Element, len(d.Values)), Clouds: d.Clouds.clone(),
+		Start: d.Start.Clone(), End: d.End.Clone()}
+	for k, v := range d.Values {
+		out.Values[k] = v
+	}
+	return out
+}
+
+// SortedValues lists the delta's elements in (topic, key, owner, tag) order.
+func (d *Delta) SortedValues() []*Element {
+	out := make([]*Element, 0, len(d.Values))
+	for _, e := range d.Values {
+		out = append(out, e)
+	}
+	SortElements(out)
+	return out
+}
+
+// MergeDeltas merges two deltas (spec §1.8). It reports false when they are
+// not contiguous. Neither input is modified.
+func MergeDeltas(a, b *Delta) (*Delta, bool) {
+	if !DominatesOrEqual(b.End, a.Start) || !DominatesOrEqual(a.End, b.Start) {
+		return nil, false
+	}
+	out := &Delta{
+		Values: make(map[Dot]*Element, len(a.Values)+len(b.Values)),
+		Clouds: a.Clouds.clone(),
+		Start:  Lowerbound(a.Start, b.Start),
+		End:    Upperbound(a.End, b.End),
+	}
+	for t, e := range a.Values {
+		if _, ok := b.Values[t]; ok || !b.Clouds.has(t) {
+			out.Values[t] = e
+		}
+	}
+	for t, e := range b.Values {
+		if _, ok := a.Values[t]; !ok && !a.Clouds.has(t) {
+			out.Values[t] = e
+		}
+	}
+	for r, s := range b.Clouds {
+		for v := range s {
+			out.Clouds.add(Dot{r, v})
+		}
+	}
+	return out, true
+}
+
+// restrict returns a copy of d limited to the replicas keep accepts.
+func (d *Delta) restrict(keep func(Replica) bool) *Delta {
+	out := &Delta{Values: map[Dot]*Element{}, Clouds: Clouds{},
+		Start: Filter(d.Start, keep), End: Filter(d.End, keep)}
+	for t, e := range d.Values {
+		if keep(t.Replica) {
+			out.Values[t] = e
+		}
+	}
+	for r, s := range d.Clouds {
+		if keep(r) && len(s) > 0 {
+			n := make(dotset, len(s))
+			for v := range s {
+				n[v] = struct{}{}
+			}
+			out.Clouds[r] = n
+		}
+	}
+	return out
+}
+
+// Restrict returns a copy of d limited to the replicas of c (the delta
+// extract of spec §1.7).
+func (d *Delta) Restrict(c Clock) *Delta {
+	return d.restrict(func(r Replica) bool { _, ok := c[r]; return ok })
+}
+
+// prune returns a copy of d without replica r.
+func (d *Delta) prune(r Replica) *Delta {
+	return d.restrict(func(x Replica) bool { return x != r })
+}
+
+// Extract is a full-state transfer payload (spec §1.7): context and clouds
+// restricted to the requester's replicas, and every stored element of those
+// replicas.
+type Extract struct {
+	Context Clock
+	Clouds  Clouds
+	Values  map[Dot]*Element
+}

@@ -1,0 +1,737 @@
+package crdt
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Diff is the change in what a State shows, both lists in
+// (topic, key, owner, tag) order. The elements are shared and read-only.
+type Diff struct {
+	Joins  []*Element
+	Leaves []*Element
+}
+
+// Empty reports whether the diff says nothing.
+func (d Diff) Empty() bool { return len(d.Joins) == 0 && len(d.Leaves) == 0 }
+
+// Then composes two diffs of consecutive changes into one: an element that
+// joined in d and left in next (or the reverse) says nothing.
+func (d Diff) Then(next Diff) Diff {
+	if d.Empty() {
+		return next
+	}
+	if next.Empty() {
+		return d
+	}
+	joined := make(map[*Element]bool, len(d.Joins)+len(next.Joins))
+	left := make(map[*Element]bool, len(d.Leaves)+len(next.Leaves))
+	for _, e := range d.Joins {
+		joined[e] = true
+	}
+	for _, e := range d.Leaves {
+		left[e] = true
+	}
+	for _, e := range next.Leaves {
+		if joined[e] {
+			delete(joined, e)
+		} else {
+			left[e] = true
+		}
+	}
+	for _, e := range next.Joins {
+		if left[e] {
+			delete(left, e)
+		} else {
+			joined[e] = true
+		}
+	}
+	out := Diff{}
+	for e := range joined {
+		out.Joins = append(out.Joins, e)
+	}
+	for e := range left {
+		out.Leaves = append(out.Leaves, e)
+	}
+	SortElements(out.Joins)
+	SortElements(out.Leaves)
+	return out
+}
+
+type ownerKey struct{ Owner, Key string }
+
+// topicSet holds the stored elements of one topic. Its lock lets readers
+// list a topic while the single writer changes others (or this one, briefly).
+type topicSet struct {
+	mu sync.RWMutex
+	m  map[ownerKey]*Element
+}
+
+// replicaState is what a State knows of one replica it has a context entry
+// for.
+type replicaState struct {
+	ref   Replica
+	ctx   uint64
+	cloud dotset              // dots beyond ctx, not contiguous yet
+	down  bool                // held as down: its elements are hidden
+	elems map[uint64]*Element // stored elements of a remote replica by clock
+}
+
+// State is a replica of the presence set (Phoenix.Tracker.State). It has a
+// single writer; List, Get, Count and TopicCount may run concurrently with it.
+type State struct {
+	self    Replica
+	selfRep *replicaState
+	reps    map[Replica]*replicaState
+
+	topicsMu sync.RWMutex
+	topics   map[string]*topicSet
+
+	owners map[string][]*Element // local elements by owner
+	delta  *Delta
+	size   int // stored elements
+
+	down atomic.Pointer[map[Replica]struct{}] // replicas held as down, for readers
+}
+
+// New returns the empty state of replica self.
+func New(self Replica) *State {
+	s := &State{
+		self:   self,
+		reps:   map[Replica]*replicaState{},
+		topics: map[string]*topicSet{},
+		owners: map[string][]*Element{},
+	}
+	s.selfRep = &replicaState{ref: self}
+	s.reps[self] = s.selfRep
+	s.down.Store(&map[Replica]struct{}{})
+	s.resetDelta()
+	return s
+}
+
+// Self is the replica this state belongs to.
+func (s *State) Self() Replica { return s.self }
+
+// Size is the number of stored elements, hidden ones included.
+func (s *State) Size() int { return s.size }
+
+// Context returns the full context (down replicas included).
+func (s *State) Context() Clock {
+	c := make(Clock, len(s.reps))
+	for r, rs := range s.reps {
+		c[r] = rs.ctx
+	}
+	return c
+}
+
+// Clocks is what the state sends in heartbeats and transfer requests: its
+// context without the replicas it holds as down (spec §1.11).
+func (s *State) Clocks() Clock {
+	c := make(Clock, len(s.reps))
+	for r, rs := range s.reps {
+		if !rs.down {
+			c[r] = rs.ctx
+		}
+	}
+	return c
+}
+
+// Knows reports whether r has a context entry.
+func (s *State) Knows(r Replica) bool { _, ok := s.reps[r]; return ok }
+
+// IsDown reports whether r is held as down.
+func (s *State) IsDown(r Replica) bool {
+	rs := s.reps[r]
+	return rs != nil && rs.down
+}
+
+// Cloud lists the dots kept for r beyond its context, ascending.
+func (s *State) Cloud(r Replica) []uint64 {
+	rs := s.reps[r]
+	if rs == nil {
+		return nil
+	}
+	out := make([]uint64, 0, len(rs.cloud))
+	for v := range rs.cloud {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *State) covers(d Dot) bool {
+	rs := s.reps[d.Replica]
+	if rs == nil {
+		return false
+	}
+	if d.Clock <= rs.ctx {
+		return true
+	}
+	_, ok := rs.cloud[d.Clock]
+	return ok
+}
+
+func (s *State) visible(e *Element) bool {
+	rs := s.reps[e.Tag.Replica]
+	return rs != nil && !rs.down
+}
+
+// --- storage ---
+
+func (s *State) topic(t string, create bool) *topicSet {
+	s.topicsMu.RLock()
+	ts := s.topics[t]
+	s.topicsMu.RUnlock()
+	if ts == nil && create {
+		ts = &topicSet{m: map[ownerKey]*Element{}}
+		s.topicsMu.Lock()
+		s.topics[t] = ts
+		s.topicsMu.Unlock()
+	}
+	return ts
+}
+
+func (s *State) lookup(topic, owner, key string) *Element {
+	ts := s.topic(topic, false)
+	if ts == nil {
+		return nil
+	}
+	return ts.m[ownerKey{owner, key}] // the writer alone mutates m
+}
+
+// put stores e, replacing any element of the same identity, and returns the
+// replaced one.
+func (s *State) put(e *Element) *Element {
+	ts := s.topic(e.Topic, true)
+	k := ownerKey{e.Owner, e.Key}
+	ts.mu.Lock()
+	old := ts.m[k]
+	ts.m[k] = e
+	ts.mu.Unlock()
+	if old != nil {
+		s.unindex(old)
+	} else {
+		s.size++
+	}
+	s.index(e)
+	return old
+}
+
+// del removes e (by identity, only if it is the stored one).
+func (s *State) del(e *Element) {
+	ts := s.topic(e.Topic, false)
+	if ts == nil {
+		return
+	}
+	k := ownerKey{e.Owner, e.Key}
+	ts.mu.Lock()
+	if ts.m[k] != e {
+		ts.mu.Unlock()
+		return
+	}
+	delete(ts.m, k)
+	empty := len(ts.m) == 0
+	ts.mu.Unlock()
+	if empty {
+		s.topicsMu.Lock()
+		delete(s.topics, e.Topic)
+		s.topicsMu.Unlock()
+	}
+	s.size--
+	s.unindex(e)
+}
+
+func (s *State) index(e *Element) {
+	if e.Tag.Replica == s.self {
+		s.owners[e.Owner] = append(s.owners[e.Owner], e)
+		return
+	}
+	rs := s.reps[e.Tag.Replica]
+	if rs.elems == nil {
+		rs.elems = map[uint64]*Element{}
+	}
+	rs.elems[e.Tag.Clock] = e
+}
+
+func (s *State) unindex(e *Element) {
+	if e.Tag.Replica == s.self {
+		list := s.owners[e.Owner]
+		for i, x := range list {
+			if x == e {
+				list = slices.Delete(list, i, i+1)
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(s.owners, e.Owner)
+		} else {
+			s.owners[e.Owner] = list
+		}
+		return
+	}
+	if rs := s.reps[e.Tag.Replica]; rs != nil {
+		delete(rs.elems, e.Tag.Clock)
+	}
+}
+
+// --- the outgoing delta ---
+
+func (s *State) resetDelta() {
+	c := s.selfRep.ctx
+	s.delta = NewDelta(Clock{s.self: c}, Clock{s.self: c})
+}
+
+// HasDelta reports whether the outgoing delta carries anything.
+func (s *State) HasDelta() bool { return !s.delta.Empty() }
+
+// Delta is the pending outgoing delta. It belongs to the state until
+// TakeDelta.
+func (s *State) Delta() *Delta { return s.delta }
+
+// TakeDelta returns the pending outgoing delta and starts a new one (the
+// broadcast step: reset_delta then compact). The returned delta is no
+// longer touched by the state.
+func (s *State) TakeDelta() *Delta {
+	d := s.delta
+	s.resetDelta()
+	return d
+}
+
+func (s *State) bump() uint64 {
+	s.selfRep.ctx++
+	c := s.selfRep.ctx
+	s.delta.Clouds.add(Dot{s.self, c})
+	s.delta.End[s.self] = c
+	return c
+}
+
+// --- local mutations ---
+
+// Lookup returns the stored element of (owner, topic, key), or nil
+// (get_by_pid/4; hidden elements included).
+func (s *State) Lookup(owner, topic, key string) *Element { return s.lookup(topic, owner, key) }
+
+// Join tracks a new local element (one clock tick). The caller makes sure
+// the identity is not stored yet.
+func (s *State) Join(owner, topic, key string, meta []byte) *Element {
+	c := s.bump()
+	e := &Element{Topic: topic, Owner: owner, Key: key, Meta: meta, Tag: Dot{s.self, c}}
+	s.put(e)
+	s.delta.Values[e.Tag] = e
+	return e
+}
+
+func (s *State) observeRemove(t Dot) {
+	s.delta.Clouds.add(t)
+	delete(s.delta.Values, t)
+}
+
+// Leave untracks a local element (one tick) and returns it, or nil when it
+// is not stored (no tick).
+func (s *State) Leave(owner, topic, key string) *Element {
+	e := s.lookup(topic, owner, key)
+	if e == nil || e.Tag.Replica != s.self {
+		return nil
+	}
+	s.del(e)
+	s.observeRemove(e.Tag)
+	s.bump()
+	return e
+}
+
+// LeaveOwner untracks every local element of owner, in (topic, key) order,
+// and returns them.
+func (s *State) LeaveOwner(owner string) []*Element {
+	list := slices.Clone(s.owners[owner])
+	SortElements(list)
+	for _, e := range list {
+		s.Leave(e.Owner, e.Topic, e.Key)
+	}
+	return list
+}
+
+// OwnerElements lists the local elements of owner.
+func (s *State) OwnerElements(owner string) []*Element {
+	list := slices.Clone(s.owners[owner])
+	SortElements(list)
+	return list
+}
+
+// LeaveJoin replaces the meta of a stored local element (two ticks) and
+// returns the old and new elements, or nil, nil when it is not stored.
+func (s *State) LeaveJoin(owner, topic, key string, meta []byte) (old, cur *Element) {
+	old = s.lookup(topic, owner, key)
+	if old == nil || old.Tag.Replica != s.self {
+		return nil, nil
+	}
+	s.observeRemove(old.Tag)
+	s.bump()
+	c := s.bump()
+	cur = &Element{Topic: topic, Owner: owner, Key: key, Meta: meta, Tag: Dot{s.self, c}}
+	s.put(cur) // one write: readers never see the identity missing
+	s.delta.Values[cur.Tag] = cur
+	return old, cur
+}
+
+// --- replica liveness ---
+
+func (s *State) publishDown() {
+	m := map[Replica]struct{}{}
+	for r, rs := range s.reps {
+		if rs.down {
+			m[r] = struct{}{}
+		}
+	}
+	s.down.Store(&m)
+}
+
+func (rs *replicaState) sorted() []*Element {
+	out := make([]*Element, 0, len(rs.elems))
+	for _, e := range rs.elems {
+		out = append(out, e)
+	}
+	SortElements(out)
+	return out
+}
+
+// ReplicaUp marks r up, adding a context entry 0 when r is new; the
+// elements hidden while it was down join again.
+func (s *State) ReplicaUp(r Replica) Diff {
+	rs := s.reps[r]
+	if rs == nil {
+		s.reps[r] = &replicaState{ref: r}
+		return Diff{}
+	}
+	if !rs.down {
+		return Diff{}
+	}
+	rs.down = false
+	s.publishDown()
+	return Diff{Joins: rs.sorted()}
+}
+
+// ReplicaDown holds r as down: its elements stay stored but are hidden, and
+// leave.
+func (s *State) ReplicaDown(r Replica) Diff {
+	rs := s.reps[r]
+	if rs == nil || rs.down || r == s.self {
+		return Diff{}
+	}
+	rs.down = true
+	s.publishDown()
+	return Diff{Leaves: rs.sorted()}
+}
+
+// RemoveReplica forgets r (permdown): its elements, context entry and
+// clouds, and its traces in the outgoing delta. It reports what stops
+// being visible (nothing when r was held as down, the normal case).
+func (s *State) RemoveReplica(r Replica) Diff {
+	rs := s.reps[r]
+	if rs == nil || r == s.self {
+		return Diff{}
+	}
+	var d Diff
+	if !rs.down {
+		d.Leaves = rs.sorted()
+	}
+	for _, e := range rs.sorted() {
+		s.del(e)
+	}
+	delete(s.reps, r)
+	if rs.down {
+		s.publishDown()
+	}
+	s.delta = s.delta.prune(r)
+	return d
+}
+
+// --- merge ---
+
+// MergeDelta merges a remote delta (spec §1.6).
+func (s *State) MergeDelta(d *Delta) Diff {
+	return s.merge(nil, d.Clouds, d.Values)
+}
+
+// MergeExtract merges a full-state transfer.
+func (s *State) MergeExtract(x *Extract) Diff {
+	return s.merge(x.Context, x.Clouds, x.Values)
+}
+
+func remoteCovers(ctx Clock, clouds Clouds, t Dot) bool {
+	if v, ok := ctx[t.Replica]; ok && v >= t.Clock {
+		return true
+	}
+	return clouds.has(t)
+}
+
+func (s *State) merge(rctx Clock, rclouds Clouds, rvalues map[Dot]*Element) Diff {
+	// 1. joins: values of known replicas not covered yet.
+	var joins []*Element
+	for t, e := range rvalues {
+		if t.Replica == s.self {
+			continue
+		}
+		if _, ok := s.reps[t.Replica]; !ok || s.covers(t) {
+			continue
+		}
+		joins = append(joins, e)
+	}
+	// 3. leaves: stored remote elements the remote covers and does not hold.
+	var removed []*Element
+	check := func(rs *replicaState, e *Element) {
+		if _, ok := rvalues[e.Tag]; ok {
+			return
+		}
+		if remoteCovers(rctx, rclouds, e.Tag) {
+			removed = append(removed, e)
+		}
+	}
+	for r, rs := range s.reps {
+		if r == s.self || len(rs.elems) == 0 {
+			continue
+		}
+		if _, ok := rctx[r]; ok {
+			for _, e := range rs.elems {
+				check(rs, e)
+			}
+			continue
+		}
+		cl := rclouds[r]
+		if len(cl) == 0 {
+			continue
+		}
+		if len(cl) < len(rs.elems) {
+			for v := range cl {
+				if e := rs.elems[v]; e != nil {
+					check(rs, e)
+				}
+			}
+		} else {
+			for _, e := range rs.elems {
+				check(rs, e)
+			}
+		}
+	}
+	// 2. cloud union, for replicas with a context entry.
+	touched := map[*replicaState]bool{}
+	for r, cl := range rclouds {
+		rs := s.reps[r]
+		if rs == nil || len(cl) == 0 {
+			continue
+		}
+		touched[rs] = true
+		if r == s.self {
+			continue // our own dots are always covered by our context
+		}
+		for v := range cl {
+			if v > rs.ctx {
+				if rs.cloud == nil {
+					rs.cloud = dotset{}
+				}
+				rs.cloud[v] = struct{}{}
+			}
+		}
+	}
+	// 4. apply: removals first, then joins (which may overwrite).
+	var diff Diff
+	for _, e := range removed {
+		if s.visible(e) {
+			diff.Leaves = append(diff.Leaves, e)
+		}
+		s.del(e)
+		s.observeRemove(e.Tag) // removals are re-gossiped
+	}
+	for _, e := range joins {
+		if old := s.put(e); old != nil && s.visible(old) {
+			diff.Leaves = append(diff.Leaves, old)
+		}
+		if s.visible(e) {
+			diff.Joins = append(diff.Joins, e)
+		}
+	}
+	// 5. context: pointwise max on known replicas.
+	for r, v := range rctx {
+		if rs := s.reps[r]; rs != nil && v > rs.ctx {
+			rs.ctx = v
+			touched[rs] = true
+		}
+	}
+	// 6. compaction.
+	for rs := range touched {
+		compact(rs)
+	}
+	SortElements(diff.Joins)
+	SortElements(diff.Leaves)
+	return diff
+}
+
+func compact(rs *replicaState) {
+	if len(rs.cloud) == 0 {
+		rs.cloud = nil
+		return
+	}
+	for {
+		if _, ok := rs.cloud[rs.ctx+1]; !ok {
+			break
+		}
+		delete(rs.cloud, rs.ctx+1)
+		rs.ctx++
+	}
+	for v := range rs.cloud {
+		if v <= rs.ctx {
+			delete(rs.cloud, v)
+		}
+	}
+	if len(rs.cloud) == 0 {
+		rs.cloud = nil
+	}
+}
+
+// Extract builds the full-state transfer payload for a requester whose
+// clocks are req (spec §1.7).
+func (s *State) Extract(req Clock) *Extract {
+	x := &Extract{Context: Clock{}, Clouds: Clouds{}, Values: map[Dot]*Element{}}
+	for r, rs := range s.reps {
+		if _, ok := req[r]; !ok {
+			continue
+		}
+		x.Context[r] = rs.ctx
+		if len(rs.cloud) > 0 {
+			n := make(dotset, len(rs.cloud))
+			for v := range rs.cloud {
+				n[v] = struct{}{}
+			}
+			x.Clouds[r] = n
+		}
+		if r == s.self {
+			for _, list := range s.owners {
+				for _, e := range list {
+					x.Values[e.Tag] = e
+				}
+			}
+			continue
+		}
+		for _, e := range rs.elems {
+			x.Values[e.Tag] = e
+		}
+	}
+	return x
+}
+
+// --- reads ---
+
+// Online lists every visible element in (topic, key, owner, tag) order.
+// Writer only.
+func (s *State) Online() []*Element {
+	out := make([]*Element, 0, s.size)
+	for _, ts := range s.topics {
+		for _, e := range ts.m {
+			if s.visible(e) {
+				out = append(out, e)
+			}
+		}
+	}
+	SortElements(out)
+	return out
+}
+
+// All lists every stored element, hidden ones included (a dirty read).
+// Writer only.
+func (s *State) All() []*Element {
+	out := make([]*Element, 0, s.size)
+	for _, ts := range s.topics {
+		for _, e := range ts.m {
+			out = append(out, e)
+		}
+	}
+	SortElements(out)
+	return out
+}
+
+// List returns the visible elements of topic, ordered by (owner, key).
+// Safe to call concurrently with the writer.
+func (s *State) List(topic string) []*Element {
+	s.topicsMu.RLock()
+	ts := s.topics[topic]
+	s.topicsMu.RUnlock()
+	if ts == nil {
+		return nil
+	}
+	down := *s.down.Load()
+	ts.mu.RLock()
+	out := make([]*Element, 0, len(ts.m))
+	for _, e := range ts.m {
+		if _, hidden := down[e.Tag.Replica]; !hidden {
+			out = append(out, e)
+		}
+	}
+	ts.mu.RUnlock()
+	slices.SortFunc(out, compareOwnerKey)
+	return out
+}
+
+func compareOwnerKey(a, b *Element) int {
+	if a.Owner != b.Owner {
+		if a.Owner < b.Owner {
+			return -1
+		}
+		return 1
+	}
+	if a.Key != b.Key {
+		if a.Key < b.Key {
+			return -1
+		}
+		return 1
+	}
+	return a.Tag.Compare(b.Tag)
+}
+
+// Get returns the visible elements of (topic, key), ordered by owner.
+// Safe to call concurrently with the writer.
+func (s *State) Get(topic, key string) []*Element {
+	var out []*Element
+	for _, e := range s.List(topic) {
+		if e.Key == key {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Count returns the number of visible elements of topic. Safe to call
+// concurrently with the writer.
+func (s *State) Count(topic string) int {
+	s.topicsMu.RLock()
+	ts := s.topics[topic]
+	s.topicsMu.RUnlock()
+	if ts == nil {
+		return 0
+	}
+	down := *s.down.Load()
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	if len(down) == 0 {
+		return len(ts.m)
+	}
+	n := 0
+	for _, e := range ts.m {
+		if _, hidden := down[e.Tag.Replica]; !hidden {
+			n++
+		}
+	}
+	return n
+}
+
+// Topics lists the topics with stored elements, sorted. Safe to call
+// concurrently with the writer.
+func (s *State) Topics() []string {
+	s.topicsMu.RLock()
+	out := make([]string, 0, len(s.topics))
+	for t := range s.topics {
+		out = append(out, t)
+	}
+	s.topicsMu.RUnlock()
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,112 @@
+package tracker
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/gopresence/presence/internal/crdt"
+	"github.com/gopresence/presence/pubsub"
+)
+
+// Config configures a Tracker. A zero field means the documented default,
+// Phoenix's own unless said otherwise.
+type Config struct {
+	// Bus carries replication traffic; its NodeName is this node's replica
+	// name. Required.
+	Bus pubsub.Bus
+	// Name of the tracker; shards replicate on "phx_presence:<Name>_shard<N>".
+	// Default "presence".
+	Name string
+	// PoolSize is the number of shards per node; it must be equal on every
+	// node. Default 1.
+	PoolSize int
+	// BroadcastPeriod is the heartbeat tick. Default 1.5 s.
+	BroadcastPeriod time.Duration
+	// FlushInterval bounds how long a local change waits before its delta
+	// is sent: much shorter than BroadcastPeriod, so cross-node latency is
+	// milliseconds. Heartbeats still run every BroadcastPeriod. Default 5 ms;
+	// a negative value disables early flushes (Phoenix's behaviour).
+	FlushInterval time.Duration
+	// MaxSilentPeriods is the number of idle ticks before an empty
+	// heartbeat is forced. Default 10.
+	MaxSilentPeriods int
+	// DownPeriod is the silence after which a peer is held as down (its
+	// presences hidden and reported as leaves). Default
+	// BroadcastPeriod × MaxSilentPeriods × 2 (30 s). At least twice the
+	// BroadcastPeriod.
+	DownPeriod time.Duration
+	// PermdownPeriod is the silence after which a peer's presences are
+	// deleted. Default 20 min; must exceed DownPeriod.
+	PermdownPeriod time.Duration
+	// ClockSamplePeriods is the number of ticks between "am I behind?"
+	// evaluations that send transfer requests. Default 2.
+	ClockSamplePeriods int
+	// MaxDeltaSizes are the caps of the delta generations, in order.
+	// Default [100, 1000, 10000].
+	MaxDeltaSizes []int
+	// PermdownOnShutdown makes Shutdown broadcast graceful_permdown so that
+	// peers drop this node's presences at once. Default false: peers keep
+	// showing them until the down period, which avoids a storm of leaves and
+	// joins when clients reconnect elsewhere.
+	PermdownOnShutdown bool
+	// InboxSize bounds each shard's inbox of inbound bus messages; when full,
+	// messages are dropped and counted (heartbeats and transfers repair the
+	// gap). Default 4096.
+	InboxSize int
+	// Logger receives debug and error logs. Nil discards.
+	Logger *slog.Logger
+}
+
+// Errors of configuration (the texts are Phoenix's).
+var (
+	ErrDownPeriod     = errors.New("down_period must be at least twice as large as the broadcast_period")
+	ErrPermdownPeriod = errors.New("permdown_period must be at least larger than the down_period")
+)
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = "presence"
+	}
+	if c.PoolSize <= 0 {
+		c.PoolSize = 1
+	}
+	if c.BroadcastPeriod <= 0 {
+		c.BroadcastPeriod = 1500 * time.Millisecond
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = 5 * time.Millisecond
+	}
+	if c.MaxSilentPeriods <= 0 {
+		c.MaxSilentPeriods = 10
+	}
+	if c.DownPeriod <= 0 {
+		c.DownPeriod = c.BroadcastPeriod * time.Duration(c.MaxSilentPeriods) * 2
+	}
+	if c.PermdownPeriod <= 0 {
+		c.PermdownPeriod = 20 * time.Minute
+	}
+	if c.ClockSamplePeriods <= 0 {
+		c.ClockSamplePeriods = 2
+	}
+	if c.MaxDeltaSizes == nil {
+		c.MaxDeltaSizes = append([]int(nil), crdt.DefaultDeltaSizes...)
+	}
+	if c.InboxSize <= 0 {
+		c.InboxSize = 4096
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.DownPeriod < 2*c.BroadcastPeriod {
+		return ErrDownPeriod
+	}
+	if c.PermdownPeriod <= c.DownPeriod {
+		return ErrPermdownPeriod
+	}
+	return nil
+}

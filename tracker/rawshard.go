@@ -1,0 +1,374 @@
+package tracker
+
+import (
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/gopresence/presence/internal/crdt"
+)
+
+// Errors of the tracking API.
+var (
+	// ErrAlreadyTracked: (owner, topic, key) is tracked already.
+	ErrAlreadyTracked = errors.New("tracker: already tracked")
+	// ErrNotTracked: update of an (owner, topic, key) that is not tracked.
+	ErrNotTracked = errors.New("tracker: not tracked")
+)
+
+// ShardConfig is the part of Config a RawShard uses, with defaults applied.
+type ShardConfig struct {
+	BroadcastPeriod    time.Duration
+	MaxSilentPeriods   int
+	DownPeriod         time.Duration
+	PermdownPeriod     time.Duration
+	ClockSamplePeriods int
+	MaxDeltaSizes      []int
+}
+
+func (c Config) shardConfig() ShardConfig {
+	return ShardConfig{c.BroadcastPeriod, c.MaxSilentPeriods, c.DownPeriod, c.PermdownPeriod,
+		c.ClockSamplePeriods, c.MaxDeltaSizes}
+}
+
+// DefaultShardConfig is Phoenix's defaults.
+func DefaultShardConfig() ShardConfig { return Config{}.withDefaults().shardConfig() }
+
+// peer is what a shard knows of another node's shard (Phoenix's Replica
+// record), keyed by name.
+type peer struct {
+	vsn  int64
+	last time.Duration // time of the last heartbeat
+	down bool
+}
+
+// Ready is what a RawShard has produced since the last call to Ready.
+type Ready struct {
+	// Outbound messages, in the order they must be sent.
+	Outbound []Outbound
+	// Diffs in the order they happened; none is empty.
+	Diffs []crdt.Diff
+}
+
+// RawShard is one tracker shard as a synchronous step machine: commands,
+// inbound messages and ticks go in; messages to send and diffs come out
+// through Ready. It reads no clock (time is given to Tick and Step), starts
+// no goroutine and does no I/O, so a whole cluster of them can be driven
+// deterministically (internal/sim) and the reference traces replay through
+// it. Not safe for concurrent use, except for the State's read methods.
+type RawShard struct {
+	cfg   ShardConfig
+	self  crdt.Replica
+	state *crdt.State
+	gens  *crdt.Generations
+	peers map[string]*peer
+
+	pending       []crdt.ClockEntry
+	silentPeriods int
+	sampleCount   int
+	nextReq       uint64
+	now           time.Duration
+
+	ready Ready
+}
+
+// NewRawShard returns the shard of replica self (node name and
+// incarnation) with the given configuration.
+func NewRawShard(self crdt.Replica, cfg ShardConfig) *RawShard {
+	return &RawShard{
+		cfg:           cfg,
+		self:          self,
+		state:         crdt.New(self),
+		gens:          crdt.NewGenerations(cfg.MaxDeltaSizes),
+		peers:         map[string]*peer{},
+		silentPeriods: cfg.MaxSilentPeriods,
+		sampleCount:   cfg.ClockSamplePeriods,
+	}
+}
+
+// Self is the shard's replica.
+func (s *RawShard) Self() crdt.Replica { return s.self }
+
+// State is the shard's CRDT. Callers may use its concurrent read methods;
+// everything else belongs to the shard.
+func (s *RawShard) State() *crdt.State { return s.state }
+
+// Generations are the shard's delta generations.
+func (s *RawShard) Generations() *crdt.Generations { return s.gens }
+
+// Ready returns and clears what was produced.
+func (s *RawShard) Ready() Ready {
+	r := s.ready
+	s.ready = Ready{}
+	return r
+}
+
+// HasReady reports whether Ready has anything.
+func (s *RawShard) HasReady() bool {
+	return len(s.ready.Outbound) > 0 || len(s.ready.Diffs) > 0
+}
+
+func (s *RawShard) emit(d crdt.Diff) {
+	if !d.Empty() {
+		s.ready.Diffs = append(s.ready.Diffs, d)
+	}
+}
+
+func (s *RawShard) send(to string, m Message) {
+	s.ready.Outbound = append(s.ready.Outbound, Outbound{To: to, Msg: m})
+}
+
+// --- commands ---
+
+// Track adds (owner, topic, key) with meta.
+func (s *RawShard) Track(owner, topic, key string, meta []byte) (*crdt.Element, error) {
+	if s.state.Lookup(owner, topic, key) != nil {
+		return nil, ErrAlreadyTracked
+	}
+	e := s.state.Join(owner, topic, key, meta)
+	s.emit(crdt.Diff{Joins: []*crdt.Element{e}})
+	return e, nil
+}
+
+// Update replaces the meta of (owner, topic, key), returning the old and
+// new elements.
+func (s *RawShard) Update(owner, topic, key string, meta []byte) (old, cur *crdt.Element, err error) {
+	old, cur = s.state.LeaveJoin(owner, topic, key, meta)
+	if cur == nil {
+		return nil, nil, ErrNotTracked
+	}
+	s.emit(crdt.Diff{Joins: []*crdt.Element{cur}, Leaves: []*crdt.Element{old}})
+	return old, cur, nil
+}
+
+// Untrack removes (owner, topic, key); a no-op when it is not tracked.
+func (s *RawShard) Untrack(owner, topic, key string) *crdt.Element {
+	e := s.state.Leave(owner, topic, key)
+	if e != nil {
+		s.emit(crdt.Diff{Leaves: []*crdt.Element{e}})
+	}
+	return e
+}
+
+// UntrackOwner removes everything tracked under owner (the owner closed).
+func (s *RawShard) UntrackOwner(owner string) []*crdt.Element {
+	es := s.state.LeaveOwner(owner)
+	s.emit(crdt.Diff{Leaves: es})
+	return es
+}
+
+// --- time ---
+
+// Heartbeat broadcasts the pending delta now, or an empty heartbeat when
+// there is none, and returns the message.
+func (s *RawShard) Heartbeat() *Heartbeat {
+	clocks := s.state.Clocks()
+	var hb *Heartbeat
+	if s.state.HasDelta() {
+		d := s.state.TakeDelta()
+		hb = &Heartbeat{From: s.self, Delta: d, Clocks: clocks}
+		s.send("", hb)
+		s.gens.Push(s.state, d)
+	} else {
+		hb = &Heartbeat{From: s.self, Clocks: clocks}
+		s.send("", hb)
+	}
+	s.silentPeriods = 0
+	return hb
+}
+
+// Flush sends the pending delta, if any, without waiting for the tick.
+func (s *RawShard) Flush() {
+	if s.state.HasDelta() {
+		s.Heartbeat()
+	}
+}
+
+// Tick is the periodic step (spec §2.6): broadcast, transfer sampling,
+// failure detection. now is the shard's monotonic time.
+func (s *RawShard) Tick(now time.Duration) {
+	s.now = now
+	switch {
+	case s.state.HasDelta(), s.silentPeriods >= s.cfg.MaxSilentPeriods:
+		s.Heartbeat()
+	default:
+		s.silentPeriods++
+	}
+	if s.sampleCount <= 1 {
+		s.Sample()
+	} else {
+		s.sampleCount--
+	}
+	s.DetectDown(now)
+}
+
+// Sample sends a transfer request to every peer whose heard clock is ahead
+// of ours, and clears the pending clockset.
+func (s *RawShard) Sample() {
+	set := crdt.AppendClock(s.pending, s.self, s.state.Clocks())
+	reps := crdt.ClocksetReplicas(set)
+	slices.SortFunc(reps, crdt.Replica.Compare)
+	for _, r := range reps {
+		if r != s.self {
+			s.RequestTransfer(r.Name)
+		}
+	}
+	s.pending = nil
+	s.sampleCount = s.cfg.ClockSamplePeriods
+}
+
+// RequestTransfer sends a transfer_req to node and returns it.
+func (s *RawShard) RequestTransfer(node string) *TransferReq {
+	s.nextReq++
+	m := &TransferReq{ID: s.nextReq, From: s.self, Clocks: s.state.Clocks()}
+	s.send(node, m)
+	return m
+}
+
+// DetectDown applies the down and permdown timers to every peer.
+func (s *RawShard) DetectDown(now time.Duration) {
+	names := make([]string, 0, len(s.peers))
+	for n := range s.peers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		p := s.peers[n]
+		silence := now - p.last
+		switch {
+		case silence > s.cfg.PermdownPeriod:
+			if !p.down {
+				s.PeerDown(n, p.vsn)
+			}
+			s.PeerPermdown(n, p.vsn)
+		case silence > s.cfg.DownPeriod && !p.down:
+			s.PeerDown(n, p.vsn)
+		}
+	}
+}
+
+// PeerDown holds the replica (name, vsn) as down: its presences are hidden
+// and reported as leaves. This is what the down timer does.
+func (s *RawShard) PeerDown(name string, vsn int64) {
+	if p := s.peers[name]; p != nil && p.vsn == vsn {
+		p.down = true
+	}
+	s.emit(s.state.ReplicaDown(crdt.Replica{Name: name, Vsn: vsn}))
+}
+
+// PeerPermdown forgets the replica (name, vsn): its presences, clock and
+// generations' traces, and the peer record if it still has that vsn.
+func (s *RawShard) PeerPermdown(name string, vsn int64) {
+	r := crdt.Replica{Name: name, Vsn: vsn}
+	s.emit(s.state.RemoveReplica(r))
+	s.gens.Prune(r)
+	if p := s.peers[name]; p != nil && p.vsn == vsn {
+		delete(s.peers, name)
+	}
+}
+
+// PeerStatus describes a known peer.
+type PeerStatus struct {
+	Replica  crdt.Replica
+	Down     bool
+	LastSeen time.Duration
+}
+
+// Peers lists the known peers by name.
+func (s *RawShard) Peers() []PeerStatus {
+	out := make([]PeerStatus, 0, len(s.peers))
+	for n, p := range s.peers {
+		out = append(out, PeerStatus{crdt.Replica{Name: n, Vsn: p.vsn}, p.down, p.last})
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Replica.Compare(b.Replica) })
+	return out
+}
+
+// GracefulPermdown builds the message that tells peers this replica stops
+// for good, and queues it for broadcast.
+func (s *RawShard) GracefulPermdown() *GracefulPermdown {
+	m := &GracefulPermdown{From: s.self}
+	s.send("", m)
+	return m
+}
+
+// --- inbound messages ---
+
+// Step handles one inbound message at time now. Messages carrying our own
+// name are ignored (spec §10.1: node names are unique).
+func (s *RawShard) Step(now time.Duration, m Message) {
+	s.now = now
+	switch m := m.(type) {
+	case *Heartbeat:
+		if m.From.Name == s.self.Name {
+			return
+		}
+		var d crdt.Diff
+		if m.Delta == nil {
+			s.pending = crdt.AppendClock(s.pending, m.From, m.Clocks)
+			d = s.heard(m.From, now)
+		} else {
+			d = s.heard(m.From, now)
+			d = d.Then(s.state.MergeDelta(m.Delta))
+			s.pending = crdt.AppendClock(s.pending, m.From, m.Clocks)
+			s.gens.Push(s.state, m.Delta)
+		}
+		s.emit(d)
+	case *TransferReq:
+		if m.From.Name == s.self.Name {
+			return
+		}
+		ack := &TransferAck{ID: m.ID, From: s.self}
+		if d, _ := s.gens.Choose(m.Clocks); d != nil {
+			ack.Delta = d
+		} else {
+			ack.Extract = s.state.Extract(m.Clocks)
+		}
+		s.send(m.From.Name, ack)
+	case *TransferAck:
+		if m.From.Name == s.self.Name {
+			return
+		}
+		if m.Delta != nil {
+			s.emit(s.state.MergeDelta(m.Delta))
+			s.gens.Push(s.state, m.Delta)
+		} else if m.Extract != nil {
+			s.emit(s.state.MergeExtract(m.Extract))
+			s.gens.Clear()
+		}
+	case *GracefulPermdown:
+		p := s.peers[m.From.Name]
+		if m.From.Name == s.self.Name || p == nil || p.vsn != m.From.Vsn {
+			return
+		}
+		s.PeerDown(m.From.Name, m.From.Vsn)
+		s.PeerPermdown(m.From.Name, m.From.Vsn)
+	}
+}
+
+// heard does the liveness bookkeeping of a heartbeat from r (spec §2.6).
+func (s *RawShard) heard(r crdt.Replica, now time.Duration) crdt.Diff {
+	prev := s.peers[r.Name]
+	switch {
+	case prev == nil:
+		s.peers[r.Name] = &peer{vsn: r.Vsn, last: now}
+		return s.state.ReplicaUp(r)
+	case prev.vsn == r.Vsn:
+		prev.last = now
+		if !prev.down {
+			return crdt.Diff{}
+		}
+		prev.down = false
+		return s.state.ReplicaUp(r)
+	default:
+		old := crdt.Replica{Name: r.Name, Vsn: prev.vsn}
+		var d crdt.Diff
+		if !prev.down {
+			d = s.state.ReplicaDown(old)
+		}
+		d = d.Then(s.state.RemoveReplica(old))
+		s.gens.Prune(old)
+		s.peers[r.Name] = &peer{vsn: r.Vsn, last: now}
+		return d.Then(s.state.ReplicaUp(r))
+	}
+}
