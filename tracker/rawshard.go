@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gopresence/presence/internal/crdt"
+	"github.com/gopresence/presence/internal/wire"
 )
 
 // Errors of the tracking API.
@@ -45,7 +46,7 @@ type peer struct {
 // Ready is what a RawShard has produced since the last call to Ready.
 type Ready struct {
 	// Outbound messages, in the order they must be sent.
-	Outbound []Outbound
+	Outbound []wire.Outbound
 	// Diffs in the order they happened; none is empty.
 	Diffs []crdt.Diff
 }
@@ -114,8 +115,8 @@ func (s *RawShard) emit(d crdt.Diff) {
 	}
 }
 
-func (s *RawShard) send(to string, m Message) {
-	s.ready.Outbound = append(s.ready.Outbound, Outbound{To: to, Msg: m})
+func (s *RawShard) send(to string, m wire.Message) {
+	s.ready.Outbound = append(s.ready.Outbound, wire.Outbound{To: to, Msg: m})
 }
 
 // --- commands ---
@@ -161,16 +162,16 @@ func (s *RawShard) UntrackOwner(owner string) []*crdt.Element {
 
 // Heartbeat broadcasts the pending delta now, or an empty heartbeat when
 // there is none, and returns the message.
-func (s *RawShard) Heartbeat() *Heartbeat {
+func (s *RawShard) Heartbeat() *wire.Heartbeat {
 	clocks := s.state.Clocks()
-	var hb *Heartbeat
+	var hb *wire.Heartbeat
 	if s.state.HasDelta() {
 		d := s.state.TakeDelta()
-		hb = &Heartbeat{From: s.self, Delta: d, Clocks: clocks}
+		hb = &wire.Heartbeat{From: s.self, Delta: d, Clocks: clocks}
 		s.send("", hb)
 		s.gens.Push(s.state, d)
 	} else {
-		hb = &Heartbeat{From: s.self, Clocks: clocks}
+		hb = &wire.Heartbeat{From: s.self, Clocks: clocks}
 		s.send("", hb)
 	}
 	s.silentPeriods = 0
@@ -218,9 +219,9 @@ func (s *RawShard) Sample() {
 }
 
 // RequestTransfer sends a transfer_req to node and returns it.
-func (s *RawShard) RequestTransfer(node string) *TransferReq {
+func (s *RawShard) RequestTransfer(node string) *wire.TransferReq {
 	s.nextReq++
-	m := &TransferReq{ID: s.nextReq, From: s.self, Clocks: s.state.Clocks()}
+	m := &wire.TransferReq{ID: s.nextReq, From: s.self, Clocks: s.state.Clocks()}
 	s.send(node, m)
 	return m
 }
@@ -286,8 +287,8 @@ func (s *RawShard) Peers() []PeerStatus {
 
 // GracefulPermdown builds the message that tells peers this replica stops
 // for good, and queues it for broadcast.
-func (s *RawShard) GracefulPermdown() *GracefulPermdown {
-	m := &GracefulPermdown{From: s.self}
+func (s *RawShard) GracefulPermdown() *wire.GracefulPermdown {
+	m := &wire.GracefulPermdown{From: s.self}
 	s.send("", m)
 	return m
 }
@@ -296,10 +297,10 @@ func (s *RawShard) GracefulPermdown() *GracefulPermdown {
 
 // Step handles one inbound message at time now. Messages carrying our own
 // name are ignored (spec §10.1: node names are unique).
-func (s *RawShard) Step(now time.Duration, m Message) {
+func (s *RawShard) Step(now time.Duration, m wire.Message) {
 	s.now = now
 	switch m := m.(type) {
-	case *Heartbeat:
+	case *wire.Heartbeat:
 		if m.From.Name == s.self.Name {
 			return
 		}
@@ -314,18 +315,18 @@ func (s *RawShard) Step(now time.Duration, m Message) {
 			s.gens.Push(s.state, m.Delta)
 		}
 		s.emit(d)
-	case *TransferReq:
+	case *wire.TransferReq:
 		if m.From.Name == s.self.Name {
 			return
 		}
-		ack := &TransferAck{ID: m.ID, From: s.self}
+		ack := &wire.TransferAck{ID: m.ID, From: s.self}
 		if d, _ := s.gens.Choose(m.Clocks); d != nil {
 			ack.Delta = d
 		} else {
 			ack.Extract = s.state.Extract(m.Clocks)
 		}
 		s.send(m.From.Name, ack)
-	case *TransferAck:
+	case *wire.TransferAck:
 		if m.From.Name == s.self.Name {
 			return
 		}
@@ -336,7 +337,7 @@ func (s *RawShard) Step(now time.Duration, m Message) {
 			s.emit(s.state.MergeExtract(m.Extract))
 			s.gens.Clear()
 		}
-	case *GracefulPermdown:
+	case *wire.GracefulPermdown:
 		p := s.peers[m.From.Name]
 		if m.From.Name == s.self.Name || p == nil || p.vsn != m.From.Vsn {
 			return

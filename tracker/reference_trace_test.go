@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/gopresence/presence/internal/crdt"
+	"github.com/gopresence/presence/internal/wire"
 )
 
 // The reference traces (testdata/tracker-state.jsonl.gz, recorded from
@@ -179,7 +180,7 @@ func expectedClock(raw json.RawMessage) string {
 
 type queued struct {
 	id int
-	hb *Heartbeat
+	hb *wire.Heartbeat
 }
 
 // traceReplayer drives one trace.
@@ -286,7 +287,7 @@ func (r *traceReplayer) step(l traceLine) (string, error) {
 		if len(out) != 1 {
 			return "", fmt.Errorf("transfer: %d messages out", len(out))
 		}
-		ack := out[0].Msg.(*TransferAck)
+		ack := out[0].Msg.(*wire.TransferAck)
 		sent := "full"
 		if ack.Delta != nil {
 			sent = "delta"
@@ -307,7 +308,7 @@ func (r *traceReplayer) step(l traceLine) (string, error) {
 		case "permdown":
 			s.PeerPermdown(l.Peer, l.PeerVsn)
 		default:
-			s.Step(0, &GracefulPermdown{From: crdt.Replica{Name: l.Peer, Vsn: l.PeerVsn}})
+			s.Step(0, &wire.GracefulPermdown{From: crdt.Replica{Name: l.Peer, Vsn: l.PeerVsn}})
 		}
 		got, checkDiff = composed(s), true
 	case "graceful_shutdown":
