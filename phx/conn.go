@@ -1,0 +1,502 @@
+package phx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// WebSocket close codes used by the server (spec §5.6, X-09: never 1000
+// for a server-initiated close).
+const (
+	CloseGoingAway       = 1001 // server shutdown, Server.Disconnect
+	CloseProtocolError   = 1002 // idle timeout (as Bandit)
+	CloseInvalidData     = 1007 // malformed frame
+	ClosePolicyViolation = 1008 // slow consumer
+	CloseMessageTooBig   = 1009 // frame over MaxFrameSize
+	CloseInternalError   = 1011
+)
+
+// conn is one client connection (a WebSocket, or a long-poll session),
+// independent of its transport: the channel table and the rules of spec
+// §5.4, and the bounded output queue its transport drains.
+type conn struct {
+	srv       *Server
+	transport string
+	ser       serializer
+	ident     Identity
+	ctx       context.Context // cancelled when the connection ends
+	cancel    context.CancelFunc
+	log       *slog.Logger
+
+	// hmu serialises frame handling and channel termination: channels and
+	// limiter are only touched under it.
+	hmu      sync.Mutex
+	channels map[string]*Socket
+	tokens   float64
+	lastJoin time.Time
+	ended    bool // channels terminated; no more handling
+
+	// mu guards the output side: queue, socket delivery states, closing.
+	mu          sync.Mutex
+	queue       []frame
+	notify      chan struct{} // cap 1: queue non-empty or closing
+	closing     bool
+	closeCode   int
+	closeReason string
+	// kick is called (outside mu, once) when closing is first set; it must
+	// not block. The transport uses it to start tearing down.
+	kick func()
+	// abort, if set, tears the transport down at once (Server.Close).
+	abort func()
+}
+
+func newConn(srv *Server, transport string, ser serializer, ident Identity) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{
+		srv:       srv,
+		transport: transport,
+		ser:       ser,
+		ident:     ident,
+		ctx:       ctx,
+		cancel:    cancel,
+		log:       srv.log,
+		notify:    make(chan struct{}, 1),
+		tokens:    float64(srv.cfg.JoinBurst),
+	}
+	return c
+}
+
+func (c *conn) signal() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// enqueueLocked queues f; c.mu must be held. It returns false if the frame
+// was dropped because the connection is closing. A full queue closes the
+// connection (slow consumer).
+func (c *conn) enqueueLocked(f frame) bool {
+	if c.closing {
+		return false
+	}
+	if len(c.queue) >= c.srv.cfg.SendQueueLen {
+		c.setClosingLocked(ClosePolicyViolation, "slow consumer")
+		return false
+	}
+	c.queue = append(c.queue, f)
+	c.signal()
+	return true
+}
+
+func (c *conn) enqueue(f frame) bool {
+	c.mu.Lock()
+	ok := c.enqueueLocked(f)
+	kick := c.takeKickLocked()
+	c.mu.Unlock()
+	if kick != nil {
+		kick()
+	}
+	return ok
+}
+
+// setClosingLocked marks the connection closing with a code and reason;
+// the first call wins. c.mu must be held; callers run takeKickLocked and
+// call the kick after unlocking.
+func (c *conn) setClosingLocked(code int, reason string) {
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.closeCode, c.closeReason = code, reason
+	c.queue = nil
+	c.signal()
+}
+
+// takeKickLocked returns the kick hook once, after closing was set.
+func (c *conn) takeKickLocked() func() {
+	if !c.closing || c.kick == nil {
+		return nil
+	}
+	k := c.kick
+	c.kick = nil
+	return k
+}
+
+// closeWith asks the transport to close the connection with code and
+// reason. It never blocks. Only the first call counts.
+func (c *conn) closeWith(code int, reason string) {
+	c.mu.Lock()
+	c.setClosingLocked(code, reason)
+	kick := c.takeKickLocked()
+	c.mu.Unlock()
+	if kick != nil {
+		kick()
+	}
+}
+
+// takeQueue removes and returns every queued frame, with the closing
+// state.
+func (c *conn) takeQueue() (q []frame, closing bool) {
+	c.mu.Lock()
+	q = c.queue
+	c.queue = nil
+	closing = c.closing
+	c.mu.Unlock()
+	return q, closing
+}
+
+// deliver sends f to socket s's client, holding it while s is joining. It
+// returns false if s is closed or the connection is closing.
+func (c *conn) deliver(s *Socket, f frame) bool {
+	c.mu.Lock()
+	var ok bool
+	switch s.state {
+	case sockJoining:
+		if len(s.pending) >= c.srv.cfg.SendQueueLen {
+			c.setClosingLocked(ClosePolicyViolation, "slow consumer")
+		} else {
+			s.pending = append(s.pending, f)
+			ok = true
+		}
+	case sockJoined:
+		ok = c.enqueueLocked(f)
+	}
+	kick := c.takeKickLocked()
+	c.mu.Unlock()
+	if kick != nil {
+		kick()
+	}
+	return ok
+}
+
+// send queues a frame not tied to a channel instance (replies).
+func (c *conn) send(f frame) {
+	if f.data != nil {
+		c.enqueue(f)
+	}
+}
+
+// handleFrame decodes and handles one client frame. A decode error is
+// returned (the transport closes the connection: spec §5.7, X-09).
+func (c *conn) handleFrame(data []byte, binary bool) error {
+	if int64(len(data)) > c.srv.cfg.MaxFrameSize {
+		return fmt.Errorf("%w: frame of %d bytes over the limit", errTooBig, len(data))
+	}
+	m, err := c.ser.decode(data, binary)
+	if err != nil {
+		return err
+	}
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	if c.ended {
+		return nil
+	}
+	c.handle(m)
+	return nil
+}
+
+var errTooBig = errors.New("phx: frame too big")
+
+// handle applies the processing rules of spec §5.4 to one message.
+func (c *conn) handle(m message) {
+	if m.topic == TopicPhoenix && m.event == EventHeartbeat {
+		c.sendReply(nil, m.ref, m.topic, "ok", nil)
+		return
+	}
+	s := c.channels[m.topic]
+	switch {
+	case m.event == EventJoin:
+		c.join(m, s)
+	case s == nil && m.event == EventLeave:
+		// rule 5: ok, echoing join_ref and ref.
+		c.sendReply(m.joinRef, m.ref, m.topic, "ok", nil)
+	case s == nil:
+		c.sendReply(nil, m.ref, m.topic, "error", reasonUnmatched)
+	case !m.joinRef.isNull() && !m.joinRef.equal(s.joinRef):
+		// rules 4 and 6: a stale join_ref is dropped without a reply.
+	case m.event == EventLeave:
+		c.sendReply(s.joinRef, m.ref, m.topic, "ok", nil)
+		c.stop(s, ErrLeft, true)
+	default:
+		c.handleIn(s, m)
+	}
+}
+
+type reason struct {
+	Reason string `json:"reason"`
+}
+
+var (
+	reasonUnmatched    = reason{"unmatched topic"}
+	reasonTooMany      = reason{"too many channels joined"}
+	reasonJoinRate     = reason{"too many joins"}
+	reasonJoinCrashed  = reason{"join crashed"}
+	reasonChannelCrash = reason{"channel_crash"}
+)
+
+func (c *conn) route(topic string) Channel {
+	for _, r := range c.srv.cfg.Channels {
+		if r.match(topic) {
+			return r.Channel
+		}
+	}
+	return nil
+}
+
+// allowJoin takes a token from the connection's join bucket.
+func (c *conn) allowJoin() bool {
+	cfg := &c.srv.cfg
+	if cfg.JoinRate < 0 {
+		return true
+	}
+	now := time.Now()
+	if !c.lastJoin.IsZero() {
+		c.tokens += now.Sub(c.lastJoin).Seconds() * cfg.JoinRate
+		if max := float64(cfg.JoinBurst); c.tokens > max {
+			c.tokens = max
+		}
+	}
+	c.lastJoin = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
+}
+
+// join handles phx_join (rules 2 and 3).
+func (c *conn) join(m message, old *Socket) {
+	ch := c.route(m.topic)
+	if ch == nil {
+		c.log.Warn("phx: join of a topic no channel matches", "topic", m.topic)
+		c.sendReply(nil, m.ref, m.topic, "error", reasonUnmatched)
+		return
+	}
+	if old != nil {
+		// Duplicate join: the old channel ends first; its phx_close goes
+		// out after the new join's reply.
+		c.stop(old, ErrDuplicateJoin, false)
+	} else if len(c.channels) >= c.srv.cfg.MaxChannels {
+		c.log.Warn("phx: too many channels joined", "topic", m.topic, "max", c.srv.cfg.MaxChannels)
+		c.sendReply(m.joinRef, m.ref, m.topic, "error", reasonTooMany)
+		return
+	}
+	if !c.allowJoin() {
+		c.sendReply(m.joinRef, m.ref, m.topic, "error", reasonJoinRate)
+		if old != nil {
+			c.sendClose(old)
+		}
+		return
+	}
+	jr := m.joinRef
+	if jr.isNull() {
+		jr = m.ref
+	}
+	s := &Socket{
+		c:       c,
+		topic:   m.topic,
+		joinRef: jr,
+		owner:   c.srv.ownerPrefix + strconv.FormatUint(c.srv.ownerSeq.Add(1), 36),
+		route:   ch,
+		state:   sockJoining,
+	}
+	c.srv.subscribe(s)
+	reply, err := c.callJoin(ch, s, m.payload)
+	if err != nil {
+		c.srv.unsubscribe(s)
+		c.mu.Lock()
+		s.state, s.pending = sockClosed, nil
+		c.mu.Unlock()
+		var je *JoinError
+		if errors.As(err, &je) {
+			c.sendReply(m.joinRef, m.ref, m.topic, "error", je.Response)
+		} else {
+			c.log.Error("phx: join crashed", "topic", m.topic, "err", err)
+			c.sendReply(m.joinRef, m.ref, m.topic, "error", reasonJoinCrashed)
+		}
+		if old != nil {
+			c.sendClose(old)
+		}
+		return
+	}
+	c.channels[m.topic] = s
+	rf, ferr := c.replyFrame(s.joinRef, m.ref, m.topic, "ok", reply)
+	if ferr != nil {
+		c.log.Error("phx: cannot encode join reply", "topic", m.topic, "err", ferr)
+		rf, _ = c.replyFrame(s.joinRef, m.ref, m.topic, "ok", nil)
+	}
+	var cf frame
+	if old != nil {
+		cf = c.closeFrame(old)
+	}
+	c.mu.Lock()
+	c.enqueueLocked(rf)
+	if cf.data != nil {
+		c.enqueueLocked(cf)
+	}
+	for _, f := range s.pending {
+		c.enqueueLocked(f)
+	}
+	s.pending = nil
+	s.state = sockJoined
+	kick := c.takeKickLocked()
+	c.mu.Unlock()
+	if kick != nil {
+		kick()
+	}
+}
+
+func (c *conn) callJoin(ch Channel, s *Socket, p Payload) (reply any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("phx: panic in Join: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return ch.Join(c.ctx, s, p)
+}
+
+func (c *conn) handleIn(s *Socket, m message) {
+	rep, err := c.callHandleIn(s, m)
+	if rep != nil {
+		status := rep.Status
+		if status == "" {
+			status = "ok"
+		}
+		c.sendReply(s.joinRef, m.ref, m.topic, status, rep.Response)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrStop):
+		c.stop(s, err, true)
+	default:
+		c.log.Error("phx: channel crashed", "topic", s.topic, "event", m.event, "err", err)
+		c.crash(s, err)
+	}
+}
+
+func (c *conn) callHandleIn(s *Socket, m message) (rep *Reply, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rep, err = nil, fmt.Errorf("phx: panic in HandleIn: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return s.route.HandleIn(c.ctx, s, m.event, m.payload)
+}
+
+// end takes s out of service: unsubscribed, closed, forgotten.
+func (c *conn) end(s *Socket) {
+	c.srv.unsubscribe(s)
+	c.mu.Lock()
+	s.state, s.pending = sockClosed, nil
+	c.mu.Unlock()
+	if c.channels[s.topic] == s {
+		delete(c.channels, s.topic)
+	}
+}
+
+// stop ends a channel gracefully: Terminate, then phx_close if sendClose.
+func (c *conn) stop(s *Socket, why error, sendClose bool) {
+	c.end(s)
+	c.terminate(s, why)
+	if sendClose {
+		c.sendClose(s)
+	}
+}
+
+// crash ends a channel abnormally: phx_error, then Terminate.
+func (c *conn) crash(s *Socket, why error) {
+	c.end(s)
+	jr := s.joinRef
+	if c.ser == serV1 {
+		jr = nil
+	}
+	payload, _ := marshalObject(reasonChannelCrash)
+	c.send(c.ser.encodeText(jr, jr, s.topic, EventError, payload))
+	c.terminate(s, why)
+}
+
+func (c *conn) terminate(s *Socket, why error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("phx: panic in Terminate", "topic", s.topic, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	s.route.Terminate(s, why)
+}
+
+// closeFrame is the phx_close of s: join_ref = ref = its join_ref (V2);
+// ref null in V1 (spec §10.2).
+func (c *conn) closeFrame(s *Socket) frame {
+	jr := s.joinRef
+	if c.ser == serV1 {
+		jr = nil
+	}
+	return c.ser.encodeText(jr, jr, s.topic, EventClose, []byte("{}"))
+}
+
+func (c *conn) sendClose(s *Socket) { c.send(c.closeFrame(s)) }
+
+// endAll terminates every channel (the connection is gone). Idempotent.
+func (c *conn) endAll() {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	if c.ended {
+		return
+	}
+	c.ended = true
+	for _, s := range c.channels {
+		c.end(s)
+		c.terminate(s, ErrConnClosed)
+	}
+	c.cancel()
+}
+
+// sendReply queues a phx_reply. A response that cannot be encoded is
+// logged and replaced by {}.
+func (c *conn) sendReply(joinRef, r ref, topic, status string, response any) {
+	f, err := c.replyFrame(joinRef, r, topic, status, response)
+	if err != nil {
+		c.log.Error("phx: cannot encode reply", "topic", topic, "err", err)
+		f, _ = c.replyFrame(joinRef, r, topic, status, nil)
+	}
+	c.send(f)
+}
+
+func (c *conn) replyFrame(joinRef, r ref, topic, status string, response any) (frame, error) {
+	if b, ok := response.(Binary); ok {
+		if c.ser == serV1 || c.transport == transportLongPoll {
+			c.log.Warn("phx: binary reply dropped: not supported by this transport or serializer", "topic", topic)
+			return frame{}, nil
+		}
+		return encodeBinaryReply(joinRef.text(), r.text(), topic, status, b)
+	}
+	resp, err := marshalObject(response)
+	if err != nil {
+		return frame{}, err
+	}
+	return c.ser.encodeText(joinRef, r, topic, EventReply, replyPayload(status, resp)), nil
+}
+
+// pushFrame encodes a push of s. A Binary payload that the connection
+// cannot carry gives an empty frame (dropped and logged).
+func (c *conn) pushFrame(s *Socket, event string, payload any) (frame, error) {
+	if b, ok := payload.(Binary); ok {
+		if c.ser == serV1 || c.transport == transportLongPoll {
+			c.log.Warn("phx: binary push dropped: not supported by this transport or serializer", "topic", s.topic)
+			return frame{}, nil
+		}
+		return encodeBinaryPush(s.joinRef.text(), s.topic, event, b)
+	}
+	p, err := marshalObject(payload)
+	if err != nil {
+		return frame{}, err
+	}
+	return c.ser.encodeText(s.joinRef, nil, s.topic, event, p), nil
+}

@@ -1,0 +1,358 @@
+package phx
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Reserved events of the channel protocol (spec §5.3).
+const (
+	EventJoin      = "phx_join"
+	EventLeave     = "phx_leave"
+	EventReply     = "phx_reply"
+	EventError     = "phx_error"
+	EventClose     = "phx_close"
+	EventHeartbeat = "heartbeat"
+	// TopicPhoenix is the topic of heartbeats.
+	TopicPhoenix = "phoenix"
+)
+
+// errMalformed is wrapped by every decode error of client input.
+var errMalformed = errors.New("phx: malformed frame")
+
+// ref is an opaque reference (ref or join_ref) as raw JSON: nil means null.
+// Refs are echoed byte for byte (spec §5.2: the server never interprets
+// them beyond equality).
+type ref []byte
+
+var jsonNull = []byte("null")
+
+// stringRef makes a JSON string ref; "" gives nil (spec §10.2: an empty
+// join_ref in a binary frame counts as absent).
+func stringRef(s string) ref {
+	if s == "" {
+		return nil
+	}
+	return ref(strconv.Quote(s))
+}
+
+func (r ref) isNull() bool { return r == nil }
+
+func (r ref) equal(o ref) bool { return bytes.Equal(r, o) }
+
+// json returns the ref as a JSON value.
+func (r ref) json() []byte {
+	if r == nil {
+		return jsonNull
+	}
+	return r
+}
+
+// text returns the ref as text for binary frames: the string itself, or the
+// raw JSON of a non-string ref, or "" for null.
+func (r ref) text() string {
+	if r == nil {
+		return ""
+	}
+	if r[0] == '"' {
+		var s string
+		if json.Unmarshal(r, &s) == nil {
+			return s
+		}
+	}
+	return string(r)
+}
+
+// normRef turns a raw JSON value into a ref (null → nil) and copies it.
+func normRef(raw json.RawMessage) ref {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, jsonNull) {
+		return nil
+	}
+	return ref(bytes.Clone(raw))
+}
+
+// message is one decoded client frame (spec §5.2).
+type message struct {
+	joinRef ref
+	ref     ref
+	topic   string
+	event   string
+	payload Payload
+}
+
+// Payload is the payload of a client message: JSON for text frames, raw
+// bytes for V2 binary frames.
+type Payload struct {
+	// JSON is the payload of a text frame, as sent (any JSON value). Nil for
+	// binary frames.
+	JSON json.RawMessage
+	// Binary is the payload of a binary frame (possibly empty). Nil for JSON
+	// frames.
+	Binary []byte
+	// IsBinary reports that the message came in a binary frame.
+	IsBinary bool
+}
+
+// Binary is a payload sent to clients as a V2 binary frame (spec §5.2):
+// pass it to Push, Broadcast or as a Reply's Response. Over V1 and
+// long-poll, which cannot carry server-to-client binary frames, such
+// frames are dropped.
+type Binary []byte
+
+// decodeV2 decodes a V2 JSON text frame: an array of at least five
+// elements [join_ref, ref, topic, event, payload] (extra elements ignored).
+func decodeV2(data []byte) (message, error) {
+	var arr []json.RawMessage
+	if err := json.Unmarshal(data, &arr); err != nil {
+		return message{}, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	if len(arr) < 5 {
+		return message{}, fmt.Errorf("%w: V2 frame has %d elements, want 5", errMalformed, len(arr))
+	}
+	var m message
+	if err := json.Unmarshal(arr[2], &m.topic); err != nil || bytes.Equal(arr[2], jsonNull) {
+		return message{}, fmt.Errorf("%w: topic is not a string", errMalformed)
+	}
+	if err := json.Unmarshal(arr[3], &m.event); err != nil || bytes.Equal(arr[3], jsonNull) {
+		return message{}, fmt.Errorf("%w: event is not a string", errMalformed)
+	}
+	m.joinRef = normRef(arr[0])
+	m.ref = normRef(arr[1])
+	m.payload = Payload{JSON: json.RawMessage(bytes.Clone(bytes.TrimSpace(arr[4])))}
+	return m, nil
+}
+
+// decodeV1 decodes a V1 JSON object {topic, event, payload, ref[, join_ref]}.
+// All four keys are required (null values allowed except for topic and
+// event, which must be strings).
+func decodeV1(data []byte) (message, error) {
+	d := bytes.TrimSpace(data)
+	if len(d) == 0 || d[0] != '{' {
+		return message{}, fmt.Errorf("%w: V1 frame is not an object", errMalformed)
+	}
+	var f map[string]json.RawMessage
+	if err := json.Unmarshal(d, &f); err != nil {
+		return message{}, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	topic, ok1 := f["topic"]
+	event, ok2 := f["event"]
+	payload, ok3 := f["payload"]
+	r, ok4 := f["ref"]
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return message{}, fmt.Errorf("%w: V1 frame lacks topic, event, payload or ref", errMalformed)
+	}
+	var m message
+	if err := json.Unmarshal(topic, &m.topic); err != nil || bytes.Equal(topic, jsonNull) {
+		return message{}, fmt.Errorf("%w: topic is not a string", errMalformed)
+	}
+	if err := json.Unmarshal(event, &m.event); err != nil || bytes.Equal(event, jsonNull) {
+		return message{}, fmt.Errorf("%w: event is not a string", errMalformed)
+	}
+	m.ref = normRef(r)
+	m.joinRef = normRef(f["join_ref"])
+	m.payload = Payload{JSON: json.RawMessage(bytes.Clone(bytes.TrimSpace(payload)))}
+	return m, nil
+}
+
+// decodeBinary decodes a V2 binary client push (kind 0):
+// 0, len(join_ref), len(ref), len(topic), len(event), then the four
+// strings and the payload bytes.
+func decodeBinary(data []byte) (message, error) {
+	if len(data) < 5 {
+		return message{}, fmt.Errorf("%w: binary frame shorter than its header", errMalformed)
+	}
+	if data[0] != 0 {
+		return message{}, fmt.Errorf("%w: binary frame of kind %d, want 0 (push)", errMalformed, data[0])
+	}
+	jl, rl, tl, el := int(data[1]), int(data[2]), int(data[3]), int(data[4])
+	rest := data[5:]
+	if len(rest) < jl+rl+tl+el {
+		return message{}, fmt.Errorf("%w: binary frame shorter than its header says", errMalformed)
+	}
+	var m message
+	m.joinRef = stringRef(string(rest[:jl]))
+	rest = rest[jl:]
+	m.ref = stringRef(string(rest[:rl]))
+	rest = rest[rl:]
+	m.topic = string(rest[:tl])
+	rest = rest[tl:]
+	m.event = string(rest[:el])
+	rest = rest[el:]
+	m.payload = Payload{Binary: bytes.Clone(rest), IsBinary: true}
+	if m.payload.Binary == nil {
+		m.payload.Binary = []byte{}
+	}
+	return m, nil
+}
+
+// serializer picks the frame format of one connection.
+type serializer uint8
+
+const (
+	serV1 serializer = iota + 1 // V1 JSON objects (vsn 1.0.x)
+	serV2                       // V2 JSON arrays and binary frames (vsn 2.0.x)
+)
+
+func (s serializer) String() string {
+	if s == serV1 {
+		return "1.0.0"
+	}
+	return "2.0.0"
+}
+
+// decode decodes one client frame.
+func (s serializer) decode(data []byte, binary bool) (message, error) {
+	if binary {
+		if s == serV1 {
+			return message{}, fmt.Errorf("%w: binary frame on a V1 connection", errMalformed)
+		}
+		return decodeBinary(data)
+	}
+	if s == serV1 {
+		return decodeV1(data)
+	}
+	return decodeV2(data)
+}
+
+// frame is one encoded server frame ready for a transport.
+type frame struct {
+	data   []byte
+	binary bool
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always marshals
+	return append(b, q...)
+}
+
+// encodeText encodes a JSON frame with an already encoded object payload.
+// V1 never carries join_ref (spec §5.2).
+func (s serializer) encodeText(joinRef, ref ref, topic, event string, payload []byte) frame {
+	var b []byte
+	if s == serV1 {
+		b = make([]byte, 0, len(topic)+len(event)+len(payload)+len(ref)+48)
+		b = append(b, `{"topic":`...)
+		b = appendJSONString(b, topic)
+		b = append(b, `,"event":`...)
+		b = appendJSONString(b, event)
+		b = append(b, `,"payload":`...)
+		b = append(b, payload...)
+		b = append(b, `,"ref":`...)
+		b = append(b, ref.json()...)
+		b = append(b, '}')
+		return frame{data: b}
+	}
+	b = make([]byte, 0, len(topic)+len(event)+len(payload)+len(ref)+len(joinRef)+24)
+	b = append(b, '[')
+	b = append(b, joinRef.json()...)
+	b = append(b, ',')
+	b = append(b, ref.json()...)
+	b = append(b, ',')
+	b = appendJSONString(b, topic)
+	b = append(b, ',')
+	b = appendJSONString(b, event)
+	b = append(b, ',')
+	b = append(b, payload...)
+	b = append(b, ']')
+	return frame{data: b}
+}
+
+// errFieldTooLong is returned when a binary frame's string field exceeds 255
+// bytes (spec §5.2, SZ-12/14/16).
+var errFieldTooLong = errors.New("phx: binary frame field longer than 255 bytes")
+
+func checkFields(fields ...string) error {
+	for _, f := range fields {
+		if len(f) > 255 {
+			return fmt.Errorf("%w: %.40q…", errFieldTooLong, f)
+		}
+	}
+	return nil
+}
+
+// encodeBinaryPush encodes a server push (kind 0): no ref.
+func encodeBinaryPush(joinRef, topic, event string, payload []byte) (frame, error) {
+	if err := checkFields(joinRef, topic, event); err != nil {
+		return frame{}, err
+	}
+	b := make([]byte, 0, 4+len(joinRef)+len(topic)+len(event)+len(payload))
+	b = append(b, 0, byte(len(joinRef)), byte(len(topic)), byte(len(event)))
+	b = append(b, joinRef...)
+	b = append(b, topic...)
+	b = append(b, event...)
+	b = append(b, payload...)
+	return frame{data: b, binary: true}, nil
+}
+
+// encodeBinaryReply encodes a server reply (kind 1).
+func encodeBinaryReply(joinRef, ref, topic, status string, payload []byte) (frame, error) {
+	if err := checkFields(joinRef, ref, topic, status); err != nil {
+		return frame{}, err
+	}
+	b := make([]byte, 0, 5+len(joinRef)+len(ref)+len(topic)+len(status)+len(payload))
+	b = append(b, 1, byte(len(joinRef)), byte(len(ref)), byte(len(topic)), byte(len(status)))
+	b = append(b, joinRef...)
+	b = append(b, ref...)
+	b = append(b, topic...)
+	b = append(b, status...)
+	b = append(b, payload...)
+	return frame{data: b, binary: true}, nil
+}
+
+// encodeBinaryBroadcast encodes a server broadcast (kind 2).
+func encodeBinaryBroadcast(topic, event string, payload []byte) (frame, error) {
+	if err := checkFields(topic, event); err != nil {
+		return frame{}, err
+	}
+	b := make([]byte, 0, 3+len(topic)+len(event)+len(payload))
+	b = append(b, 2, byte(len(topic)), byte(len(event)))
+	b = append(b, topic...)
+	b = append(b, event...)
+	b = append(b, payload...)
+	return frame{data: b, binary: true}, nil
+}
+
+// errNotObject is returned for a JSON payload that is not an object (SZ-06).
+var errNotObject = errors.New("phx: payload must encode to a JSON object")
+
+// marshalObject encodes v as a JSON object. A nil v gives {}.
+func marshalObject(v any) ([]byte, error) {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		return []byte("{}"), nil
+	case json.RawMessage:
+		b = bytes.TrimSpace(x)
+		if !json.Valid(b) {
+			return nil, fmt.Errorf("phx: invalid JSON payload")
+		}
+	case []byte:
+		return nil, fmt.Errorf("phx: []byte payload: use phx.Binary for binary payloads or json.RawMessage for JSON")
+	default:
+		var err error
+		b, err = json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(b) == 0 || b[0] != '{' {
+		return nil, errNotObject
+	}
+	return b, nil
+}
+
+// replyPayload encodes {"status": status, "response": response}.
+func replyPayload(status string, response []byte) []byte {
+	b := make([]byte, 0, len(status)+len(response)+28)
+	b = append(b, `{"status":`...)
+	b = appendJSONString(b, status)
+	b = append(b, `,"response":`...)
+	b = append(b, response...)
+	b = append(b, '}')
+	return b
+}

@@ -1,0 +1,308 @@
+package phx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+const (
+	transportWebSocket = "websocket"
+	transportLongPoll  = "longpoll"
+)
+
+// Server is a Phoenix channels server: an http.Handler serving
+// Mount+"/websocket" and Mount+"/longpoll". Create it with New; it is safe
+// for concurrent use.
+type Server struct {
+	cfg         Config
+	log         *slog.Logger
+	ownerPrefix string
+	ownerSeq    atomic.Uint64
+	ws          wsTransport
+	lp          *lpTransport
+
+	// topics: topic → joined sockets (local fan-out registry).
+	tmu    sync.RWMutex
+	topics map[string]map[*Socket]struct{}
+
+	// conns: every live connection, for Shutdown and Disconnect.
+	cmu      sync.Mutex
+	conns    map[*conn]struct{}
+	stopping bool
+	wg       sync.WaitGroup // one per live connection (and long-poll helper)
+}
+
+// New returns a Server for cfg (see Config for defaults).
+func New(cfg Config) (*Server, error) {
+	c := cfg.withDefaults()
+	for _, r := range c.Channels {
+		if r.Pattern == "" || r.Channel == nil {
+			return nil, fmt.Errorf("phx: route %q: pattern and channel are required", r.Pattern)
+		}
+		if i := strings.IndexByte(r.Pattern, '*'); i >= 0 && i != len(r.Pattern)-1 {
+			return nil, fmt.Errorf("phx: route %q: '*' may only end a pattern", r.Pattern)
+		}
+	}
+	origins, err := parseOrigins(c.AllowedOrigins)
+	if err != nil {
+		return nil, err
+	}
+	var rb [6]byte
+	if _, err := rand.Read(rb[:]); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:         c,
+		log:         c.Logger,
+		ownerPrefix: "phx:" + hex.EncodeToString(rb[:]) + ":",
+		topics:      make(map[string]map[*Socket]struct{}),
+		conns:       make(map[*conn]struct{}),
+	}
+	s.ws.init(s)
+	s.lp = newLPTransport(s)
+	s.cfg.AllowedOrigins = nil
+	s.ws.origins = origins
+	s.lp.origins = origins
+	return s, nil
+}
+
+// ServeHTTP serves Mount+"/websocket" and, when enabled, Mount+"/longpoll";
+// anything else is 404.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, strings.TrimSuffix(s.cfg.Mount, "/"))
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	switch {
+	case rest == "/websocket" && !s.cfg.DisableWebSocket:
+		s.ws.serve(w, r)
+	case rest == "/longpoll" && s.cfg.LongPoll:
+		s.lp.serve(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// register adds a live connection; false if the server is stopping.
+func (s *Server) register(c *conn) bool {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.stopping {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) unregister(c *conn) {
+	s.cmu.Lock()
+	_, ok := s.conns[c]
+	delete(s.conns, c)
+	s.cmu.Unlock()
+	if ok {
+		s.wg.Done()
+	}
+}
+
+func (s *Server) subscribe(sock *Socket) {
+	s.tmu.Lock()
+	m := s.topics[sock.topic]
+	if m == nil {
+		m = make(map[*Socket]struct{})
+		s.topics[sock.topic] = m
+	}
+	m[sock] = struct{}{}
+	s.tmu.Unlock()
+}
+
+func (s *Server) unsubscribe(sock *Socket) {
+	s.tmu.Lock()
+	if m := s.topics[sock.topic]; m != nil {
+		delete(m, sock)
+		if len(m) == 0 {
+			delete(s.topics, sock.topic)
+		}
+	}
+	s.tmu.Unlock()
+}
+
+// Subscribers returns how many sockets are joined to topic on this server.
+func (s *Server) Subscribers(topic string) int {
+	s.tmu.RLock()
+	defer s.tmu.RUnlock()
+	return len(s.topics[topic])
+}
+
+// Broadcast sends event with payload to every socket joined to topic on this
+// server (a local fan-out: join_ref and ref null). The payload (a value
+// that encodes to a JSON object, a json.RawMessage, or Binary) is encoded
+// once, and once per serializer in use; the same bytes are queued to every
+// subscriber. It never blocks on a client: a subscriber whose queue is full
+// is disconnected. Safe from any goroutine; broadcasts made by one goroutine
+// reach each subscriber in order. Sockets still joining get it right after
+// their join reply.
+func (s *Server) Broadcast(topic, event string, payload any) error {
+	return s.broadcast(topic, event, payload, nil)
+}
+
+// BroadcastFrom is Broadcast to every subscriber of topic but from.
+func (s *Server) BroadcastFrom(from *Socket, topic, event string, payload any) error {
+	return s.broadcast(topic, event, payload, from)
+}
+
+func (s *Server) broadcast(topic, event string, payload any, from *Socket) error {
+	var enc bcast
+	if b, ok := payload.(Binary); ok {
+		f, err := encodeBinaryBroadcast(topic, event, b)
+		if err != nil {
+			return err
+		}
+		enc.bin = f
+	} else {
+		p, err := marshalObject(payload)
+		if err != nil {
+			return err
+		}
+		enc.payload = p
+	}
+	enc.topic, enc.event = topic, event
+	s.tmu.RLock()
+	defer s.tmu.RUnlock()
+	for sock := range s.topics[topic] {
+		if sock == from {
+			continue
+		}
+		if f, ok := enc.frameFor(sock.c); ok {
+			sock.c.deliver(sock, f)
+		}
+	}
+	return nil
+}
+
+// bcast caches the encodings of one broadcast.
+type bcast struct {
+	topic, event string
+	payload      []byte // JSON payload, nil for binary
+	bin          frame
+	v1, v2       frame
+}
+
+func (b *bcast) frameFor(c *conn) (frame, bool) {
+	if b.payload == nil {
+		if c.ser == serV1 || c.transport == transportLongPoll {
+			return frame{}, false
+		}
+		return b.bin, true
+	}
+	if c.ser == serV1 {
+		if b.v1.data == nil {
+			b.v1 = serV1.encodeText(nil, nil, b.topic, b.event, b.payload)
+		}
+		return b.v1, true
+	}
+	if b.v2.data == nil {
+		b.v2 = serV2.encodeText(nil, nil, b.topic, b.event, b.payload)
+	}
+	return b.v2, true
+}
+
+// Disconnect closes every connection whose Identity.ID is id (WebSocket
+// close 1001; long-poll sessions end), like Phoenix's "disconnect"
+// broadcast on the socket id. It returns how many were closed.
+func (s *Server) Disconnect(id string) int {
+	if id == "" {
+		return 0
+	}
+	s.cmu.Lock()
+	var cs []*conn
+	for c := range s.conns {
+		if c.ident.ID == id {
+			cs = append(cs, c)
+		}
+	}
+	s.cmu.Unlock()
+	for _, c := range cs {
+		c.closeWith(CloseGoingAway, "disconnected")
+	}
+	return len(cs)
+}
+
+// Connections returns the number of live connections (WebSockets and
+// long-poll sessions).
+func (s *Server) Connections() int {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	return len(s.conns)
+}
+
+// Shutdown stops accepting connections (new WebSocket upgrades get HTTP 503,
+// new long-poll sessions body status 403), closes every WebSocket
+// with close code 1001 (GoingAway) and ends every long-poll session, which
+// terminates all channels (so a presence channel untracks), and waits until
+// every connection is gone or ctx is done; then it closes what is left at
+// once (as Close) and returns ctx's error. Idempotent. It does not stop the
+// http.Server: hijacked WebSocket connections are not seen by
+// http.Server.Shutdown, so call this one too.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.cmu.Lock()
+	s.stopping = true
+	cs := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		cs = append(cs, c)
+	}
+	s.cmu.Unlock()
+	for _, c := range cs {
+		c.closeWith(CloseGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		s.lp.wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes every connection at once (no close handshake), terminates
+// all channels and waits for the connections' goroutines. Idempotent.
+func (s *Server) Close() error {
+	s.cmu.Lock()
+	s.stopping = true
+	cs := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		cs = append(cs, c)
+	}
+	s.cmu.Unlock()
+	for _, c := range cs {
+		c.closeWith(CloseGoingAway, "server closed")
+		if c.abort != nil {
+			c.abort()
+		}
+	}
+	s.wg.Wait()
+	s.lp.wait()
+	return nil
+}
+
+// isStopping reports whether Shutdown or Close was called.
+func (s *Server) isStopping() bool {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	return s.stopping
+}

@@ -1,0 +1,309 @@
+package phx
+
+import (
+	"encoding/base64"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// authTokenPrefix is the subprotocol carrying the auth token (spec §5.1).
+const authTokenPrefix = "base64url.bearer.phx."
+
+// negotiate picks the serializer from the vsn parameter (spec §5.1): none
+// means 1.0.0; 1.0.x → V1; 2.0.x → V2; anything else is refused.
+func negotiate(params url.Values) (serializer, bool) {
+	vsn := "1.0.0"
+	if vs, ok := params["vsn"]; ok && len(vs) > 0 {
+		vsn = vs[len(vs)-1]
+	}
+	core, pre, _ := strings.Cut(vsn, "-")
+	if i := strings.IndexByte(core, '+'); i >= 0 {
+		core = core[:i]
+	}
+	parts := strings.Split(core, ".")
+	if len(parts) != 3 {
+		return 0, false
+	}
+	var n [3]uint64
+	for i, p := range parts {
+		if p == "" || (len(p) > 1 && p[0] == '0') {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(p, 10, 32)
+		if err != nil {
+			return 0, false
+		}
+		n[i] = v
+	}
+	// "~> 1.0.0" / "~> 2.0.0": >= x.0.0 and < x.1.0; a pre-release of
+	// x.0.0 sorts below x.0.0.
+	if n[1] != 0 || (n[2] == 0 && strings.Contains(vsn, "-") && pre != "") {
+		return 0, false
+	}
+	switch n[0] {
+	case 1:
+		return serV1, true
+	case 2:
+		return serV2, true
+	}
+	return 0, false
+}
+
+// connect runs Config.Connect.
+func (s *Server) connect(r *http.Request, params url.Values, transport string, ser serializer, token string) (Identity, error) {
+	if s.cfg.Connect == nil {
+		return Identity{}, nil
+	}
+	return s.cfg.Connect(r.Context(), &ConnectInfo{
+		Request: r, Params: params, Transport: transport, Vsn: ser.String(), AuthToken: token,
+	})
+}
+
+// wsTransport serves Mount+"/websocket".
+type wsTransport struct {
+	srv      *Server
+	origins  originPolicy
+	upgrader websocket.Upgrader
+}
+
+func (t *wsTransport) init(s *Server) {
+	t.srv = s
+	t.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		// Reads use the buffer the HTTP server already allocated (4 KiB);
+		// writes borrow a buffer from the pool only while writing, so an
+		// idle connection holds no write buffer.
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     func(*http.Request) bool { return true }, // checked before
+		Error:           func(w http.ResponseWriter, _ *http.Request, status int, _ error) { w.WriteHeader(status) },
+	}
+}
+
+// authToken extracts the token of a "base64url.bearer.phx.<B>" subprotocol
+// (standard base64 without padding, spec §5.1).
+func authToken(r *http.Request) string {
+	for _, p := range websocket.Subprotocols(r) {
+		if b, ok := strings.CutPrefix(p, authTokenPrefix); ok {
+			if tok, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(b, "=")); err == nil {
+				return string(tok)
+			}
+			if tok, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(b, "=")); err == nil {
+				return string(tok)
+			}
+		}
+	}
+	return ""
+}
+
+func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
+	s := t.srv
+	if r.Method != http.MethodGet || !websocket.IsWebSocketUpgrade(r) {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	if !s.allowOrigin(r, t.origins) {
+		s.log.Warn("phx: WebSocket origin refused (see Config.AllowedOrigins)", "origin", r.Header.Get("Origin"))
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	params := r.URL.Query()
+	ser, ok := negotiate(params)
+	if !ok {
+		s.log.Warn("phx: unsupported vsn, connection refused", "vsn", params.Get("vsn"))
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	if s.isStopping() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	ident, err := s.connect(r, params, transportWebSocket, ser, authToken(r))
+	if err != nil {
+		status := http.StatusForbidden
+		var ce *ConnectError
+		if errors.As(err, &ce) && ce.Status != 0 {
+			status = ce.Status
+		}
+		s.log.Info("phx: connection refused", "transport", transportWebSocket, "err", err)
+		w.WriteHeader(status)
+		return
+	}
+	// Select "phoenix" when offered (browsers abort a handshake that
+	// offered subprotocols and got none; spec §5.1 Compat).
+	var hdr http.Header
+	for _, p := range websocket.Subprotocols(r) {
+		if p == "phoenix" {
+			hdr = http.Header{"Sec-Websocket-Protocol": {"phoenix"}}
+			break
+		}
+	}
+	ws, err := t.upgrader.Upgrade(w, r, hdr)
+	if err != nil {
+		return // the upgrader answered
+	}
+	c := newConn(s, transportWebSocket, ser, ident)
+	if !s.register(c) {
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		ws.Close()
+		return
+	}
+	t.run(c, ws)
+}
+
+// wsConn is the WebSocket side of a conn.
+type wsConn struct {
+	c          *conn
+	ws         *websocket.Conn
+	writerDone chan struct{}
+}
+
+// closeGrace is how long the reader waits for the client's close frame
+// after the server sent its own.
+const closeGrace = 2 * time.Second
+
+// run is the connection's reader; it returns when the connection is gone.
+func (t *wsTransport) run(c *conn, ws *websocket.Conn) {
+	s := t.srv
+	wc := &wsConn{c: c, ws: ws, writerDone: make(chan struct{})}
+	c.abort = func() { ws.NetConn().Close() }
+	ws.SetReadLimit(s.cfg.MaxFrameSize)
+	extend := func() {
+		c.mu.Lock()
+		if !c.closing {
+			ws.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		}
+		c.mu.Unlock()
+	}
+	ws.SetPingHandler(func(data string) error {
+		extend()
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(s.cfg.WriteTimeout))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil
+		}
+		return err
+	})
+	go wc.writer()
+
+	for {
+		extend()
+		mt, r, err := ws.NextReader()
+		if err != nil {
+			wc.readFailed(err)
+			break
+		}
+		c.mu.Lock()
+		closing := c.closing
+		c.mu.Unlock()
+		if closing || (mt != websocket.TextMessage && mt != websocket.BinaryMessage) {
+			// Nothing is handled once the connection is closing; keep
+			// reading for the client's close frame.
+			io.Copy(io.Discard, r)
+			continue
+		}
+		data, err := io.ReadAll(r)
+		if err != nil {
+			wc.readFailed(err)
+			break
+		}
+		if err := c.handleFrame(data, mt == websocket.BinaryMessage); err != nil {
+			code := CloseInvalidData
+			if errors.Is(err, errTooBig) {
+				code = CloseMessageTooBig
+			}
+			s.log.Warn("phx: closing connection on a bad frame", "err", err)
+			c.closeWith(code, "malformed frame")
+			// Keep reading until the client answers the close or the
+			// grace period ends (the deadline was shortened).
+			continue
+		}
+	}
+	// The connection is gone: end the writer, the channels, the socket.
+	c.closeWith(CloseGoingAway, "")
+	<-wc.writerDone
+	c.endAll()
+	ws.NetConn().Close()
+	s.unregister(c)
+}
+
+// readFailed classifies the end of reading.
+func (wc *wsConn) readFailed(err error) {
+	c := wc.c
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce):
+		// The client closed; gorilla echoed its close frame.
+		c.mu.Lock()
+		c.setClosingLocked(0, "")
+		c.mu.Unlock()
+	case errors.Is(err, websocket.ErrReadLimit):
+		c.srv.log.Warn("phx: closing connection: frame over MaxFrameSize")
+		c.closeWith(CloseMessageTooBig, "frame too big")
+	case errors.As(err, &ne) && ne.Timeout():
+		c.mu.Lock()
+		closing := c.closing
+		c.mu.Unlock()
+		if !closing {
+			c.closeWith(CloseProtocolError, "idle timeout")
+		}
+	default:
+		c.mu.Lock()
+		c.setClosingLocked(0, "")
+		c.mu.Unlock()
+	}
+}
+
+// writer drains the conn's queue onto the WebSocket, and performs the
+// server-initiated close.
+func (wc *wsConn) writer() {
+	defer close(wc.writerDone)
+	c, ws := wc.c, wc.ws
+	wt := c.srv.cfg.WriteTimeout
+	for range c.notify {
+		q, closing := c.takeQueue()
+		for _, f := range q {
+			mt := websocket.TextMessage
+			if f.binary {
+				mt = websocket.BinaryMessage
+			}
+			ws.SetWriteDeadline(time.Now().Add(wt))
+			if err := ws.WriteMessage(mt, f.data); err != nil {
+				c.closeWith(CloseGoingAway, "")
+				ws.NetConn().Close()
+				return
+			}
+		}
+		if closing {
+			c.mu.Lock()
+			code, reason := c.closeCode, c.closeReason
+			c.mu.Unlock()
+			if code != 0 {
+				err := ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(wt))
+				if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+					ws.NetConn().Close()
+					return
+				}
+				// Wait briefly for the client's close frame.
+				c.mu.Lock()
+				ws.SetReadDeadline(time.Now().Add(closeGrace))
+				c.mu.Unlock()
+			} else {
+				ws.NetConn().Close()
+			}
+			return
+		}
+	}
+}
