@@ -1,0 +1,351 @@
+package presence
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/gopresence/presence/pubsub"
+	"github.com/gopresence/presence/pubsub/membus"
+	"github.com/gopresence/presence/tracker"
+)
+
+// Errors callers branch on.
+var (
+	// ErrAlreadyTracked: the (owner, topic, key) is tracked already.
+	ErrAlreadyTracked = tracker.ErrAlreadyTracked
+	// ErrNotTracked: Update of an (owner, topic, key) not tracked.
+	ErrNotTracked = tracker.ErrNotTracked
+	// ErrInvalidMeta: the meta is not a JSON object.
+	ErrInvalidMeta = tracker.ErrInvalidMeta
+	// ErrClosed: the Presence was shut down.
+	ErrClosed = tracker.ErrClosed
+)
+
+// Entry is one key's presences: one meta per tracked connection.
+type Entry struct {
+	// Metas in (owner, key) order; each a JSON object with "phx_ref".
+	Metas []json.RawMessage `json:"metas"`
+	// Extra fields a Fetch hook adds next to "metas" (e.g. "user").
+	Extra map[string]json.RawMessage `json:"-"`
+}
+
+// MarshalJSON writes {"metas": [...], ...Extra}.
+func (e *Entry) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(`{"metas":[`)
+	for i, m := range e.Metas {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(m)
+	}
+	b.WriteByte(']')
+	keys := make([]string, 0, len(e.Extra))
+	for k := range e.Extra {
+		if k != "metas" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		kb, _ := json.Marshal(k)
+		b.WriteByte(',')
+		b.Write(kb)
+		b.WriteByte(':')
+		b.Write(e.Extra[k])
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// State maps each key of a topic to its entry; json.Marshal gives the
+// payload of Phoenix's presence_state.
+type State map[string]*Entry
+
+// Diff is one change of a topic; json.Marshal gives the payload of
+// Phoenix's presence_diff: {"joins": {...}, "leaves": {...}}. An update
+// shows the key in both, the new meta (with phx_ref_prev) in joins and the
+// old one in leaves.
+type Diff struct {
+	Topic  string
+	Joins  State
+	Leaves State
+	// Online lists, sorted, the keys that had no meta before this diff and
+	// have one after (the user came online).
+	Online []string
+	// Offline lists, sorted, the keys that had metas before and none after
+	// (the user went offline).
+	Offline []string
+}
+
+// MarshalJSON writes the presence_diff payload.
+func (d Diff) MarshalJSON() ([]byte, error) {
+	j, l := d.Joins, d.Leaves
+	if j == nil {
+		j = State{}
+	}
+	if l == nil {
+		l = State{}
+	}
+	return json.Marshal(struct {
+		Joins  State `json:"joins"`
+		Leaves State `json:"leaves"`
+	}{j, l})
+}
+
+// FetchFunc enriches listed presences (Phoenix's fetch/2): it receives a
+// topic's grouped presences and returns them, typically with Extra fields
+// filled in from one batched lookup. It must keep Metas. It is called by
+// List and Get, and for the joins and the leaves of every diff (from the
+// diff goroutine: keep it fast).
+type FetchFunc func(topic string, s State) State
+
+// Config configures a Presence. A zero field means its default.
+type Config struct {
+	// Tracker configures replication. A nil Tracker.Bus means a private
+	// in-process bus: one node, nothing replicated.
+	Tracker tracker.Config
+	// Fetch enriches listed presences; nil keeps them as they are.
+	Fetch FetchFunc
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Presence is the Presence API of one node.
+type Presence struct {
+	cfg     Config
+	tr      *tracker.Tracker
+	ownBus  pubsub.Bus
+	mu      sync.RWMutex
+	subs    map[string][]*subscription
+	countMu sync.Mutex
+	counts  map[string]map[string]int // topic → key → visible metas
+}
+
+type subscription struct {
+	fn func(Diff)
+}
+
+// New builds a Presence; Start runs it.
+func New(cfg Config) (*Presence, error) {
+	p := &Presence{cfg: cfg, subs: map[string][]*subscription{}, counts: map[string]map[string]int{}}
+	if cfg.Logger == nil {
+		p.cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	tc := cfg.Tracker
+	if tc.Bus == nil {
+		name, _ := os.Hostname()
+		if name == "" {
+			name = "presence"
+		}
+		p.ownBus = membus.New(name)
+		tc.Bus = p.ownBus
+	}
+	if tc.Logger == nil {
+		tc.Logger = p.cfg.Logger
+	}
+	tr, err := tracker.New(tc, p.handleDiff)
+	if err != nil {
+		if p.ownBus != nil {
+			p.ownBus.Close()
+		}
+		return nil, err
+	}
+	p.tr = tr
+	return p, nil
+}
+
+// Tracker is the replication engine underneath (for cluster status).
+func (p *Presence) Tracker() *tracker.Tracker { return p.tr }
+
+// Start starts replication; it returns once the node is announced.
+func (p *Presence) Start(ctx context.Context) error { return p.tr.Start(ctx) }
+
+// Shutdown stops gracefully (see tracker.Tracker.Shutdown) and closes a
+// private bus.
+func (p *Presence) Shutdown(ctx context.Context) error {
+	err := p.tr.Shutdown(ctx)
+	if p.ownBus != nil {
+		p.ownBus.Close()
+	}
+	return err
+}
+
+// Close stops at once.
+func (p *Presence) Close() error {
+	err := p.tr.Close()
+	if p.ownBus != nil {
+		p.ownBus.Close()
+	}
+	return err
+}
+
+// Track adds a presence: owner (one connection, one channel) under key in
+// topic, with meta (a JSON object). It returns the phx_ref.
+func (p *Presence) Track(ctx context.Context, owner, topic, key string, meta json.RawMessage) (string, error) {
+	return p.tr.Track(ctx, owner, topic, key, meta)
+}
+
+// Update replaces the meta of a presence (no merge with the previous one)
+// and returns the new phx_ref.
+func (p *Presence) Update(ctx context.Context, owner, topic, key string, meta json.RawMessage) (string, error) {
+	return p.tr.Update(ctx, owner, topic, key, meta)
+}
+
+// UpdateFunc is Update with a function of the previous meta.
+func (p *Presence) UpdateFunc(ctx context.Context, owner, topic, key string, fn func(prev json.RawMessage) (json.RawMessage, error)) (string, error) {
+	return p.tr.UpdateFunc(ctx, owner, topic, key, fn)
+}
+
+// Untrack removes a presence; a no-op when it is not tracked.
+func (p *Presence) Untrack(ctx context.Context, owner, topic, key string) error {
+	return p.tr.Untrack(ctx, owner, topic, key)
+}
+
+// UntrackOwner removes every presence of owner, in every topic (the
+// connection closed).
+func (p *Presence) UntrackOwner(ctx context.Context, owner string) error {
+	return p.tr.UntrackOwner(ctx, owner)
+}
+
+func group(ps []tracker.Presence) State {
+	s := State{}
+	for _, x := range ps {
+		e := s[x.Key]
+		if e == nil {
+			e = &Entry{}
+			s[x.Key] = e
+		}
+		e.Metas = append(e.Metas, x.Meta)
+	}
+	return s
+}
+
+func (p *Presence) fetch(topic string, s State) State {
+	if p.cfg.Fetch == nil || len(s) == 0 {
+		return s
+	}
+	return p.cfg.Fetch(topic, s)
+}
+
+// List returns the presences of topic grouped by key (the presence_state
+// payload). It never waits behind replication.
+func (p *Presence) List(topic string) State {
+	return p.fetch(topic, group(p.tr.List(topic)))
+}
+
+// Get returns one key's entry in topic, or nil.
+func (p *Presence) Get(topic, key string) *Entry {
+	ps := p.tr.Get(topic, key)
+	if len(ps) == 0 {
+		return nil
+	}
+	return p.fetch(topic, group(ps))[key]
+}
+
+// Count returns the number of metas in topic.
+func (p *Presence) Count(topic string) int { return p.tr.Count(topic) }
+
+// Subscribe calls fn with every diff of topic, in order. fn is called from
+// the tracker's diff goroutine (one per shard, shared by every topic of
+// that shard) and must not block; the Diff is shared with the other
+// subscribers and must not be modified. The returned cancel is idempotent;
+// after it returns fn is not called again… except for a call already under
+// way.
+func (p *Presence) Subscribe(topic string, fn func(Diff)) (cancel func()) {
+	s := &subscription{fn: fn}
+	p.mu.Lock()
+	p.subs[topic] = append(p.subs[topic], s)
+	p.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			list := p.subs[topic]
+			if i := slices.Index(list, s); i >= 0 {
+				list = slices.Delete(slices.Clone(list), i, i+1)
+			}
+			if len(list) == 0 {
+				delete(p.subs, topic)
+			} else {
+				p.subs[topic] = list
+			}
+			p.mu.Unlock()
+		})
+	}
+}
+
+// handleDiff runs on a shard's diff goroutine.
+func (p *Presence) handleDiff(ds []tracker.Diff) {
+	for _, d := range ds {
+		online, offline := p.count(d)
+		p.mu.RLock()
+		subs := p.subs[d.Topic]
+		p.mu.RUnlock()
+		if len(subs) == 0 {
+			continue
+		}
+		out := Diff{Topic: d.Topic, Joins: p.fetch(d.Topic, group(d.Joins)),
+			Leaves: p.fetch(d.Topic, group(d.Leaves)), Online: online, Offline: offline}
+		for _, s := range subs {
+			s.fn(out)
+		}
+	}
+}
+
+// count keeps the number of visible metas per key and says which keys
+// came online or went offline.
+func (p *Presence) count(d tracker.Diff) (online, offline []string) {
+	p.countMu.Lock()
+	defer p.countMu.Unlock()
+	keys := p.counts[d.Topic]
+	if keys == nil {
+		keys = map[string]int{}
+		p.counts[d.Topic] = keys
+	}
+	before := map[string]int{}
+	touch := func(k string, delta int) {
+		if _, ok := before[k]; !ok {
+			before[k] = keys[k]
+		}
+		keys[k] += delta
+	}
+	for _, x := range d.Joins {
+		touch(x.Key, 1)
+	}
+	for _, x := range d.Leaves {
+		touch(x.Key, -1)
+	}
+	for k, b := range before {
+		a := keys[k]
+		switch {
+		case b == 0 && a > 0:
+			online = append(online, k)
+		case b > 0 && a <= 0:
+			offline = append(offline, k)
+		}
+		if a <= 0 {
+			delete(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		delete(p.counts, d.Topic)
+	}
+	slices.Sort(online)
+	slices.Sort(offline)
+	return online, offline
+}
+
+// Sync waits until every diff produced so far reached the subscribers.
+func (p *Presence) Sync() { p.tr.Sync() }
+
+// Replicas lists the peer replicas this node knows.
+func (p *Presence) Replicas() []tracker.ReplicaStatus { return p.tr.Replicas() }
+
+var _ = errors.New
