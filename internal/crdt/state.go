@@ -735,3 +735,14 @@ func (s *State) Topics() []string {
 	slices.Sort(out)
 	return out
 }
+
+// OwnerElementsAll lists every local element, in (topic, key, owner) order.
+// Writer only.
+func (s *State) OwnerElementsAll() []*Element {
+	var out []*Element
+	for _, list := range s.owners {
+		out = append(out, list...)
+	}
+	SortElements(out)
+	return out
+}
