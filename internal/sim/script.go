@@ -28,6 +28,7 @@ import (
 //	clocks NODE                      its clocks (context without down replicas)
 //	peers NODE                       its peer records
 //	track-many NODE N TOPIC          track N presences (owners oI, keys uI)
+//	track-batches NODE B N TOPIC     B separate deltas of N tracks each
 //	count NODE TOPIC                 number of visible presences
 //	transfers                        transfer acks delivered (delta / full) since last asked
 func (s *Sim) Script(cmd string, args []string) (string, error) {
@@ -84,6 +85,33 @@ func (s *Sim) Script(cmd string, args []string) (string, error) {
 			}
 			return nil
 		})), nil
+	case "track-batches":
+		// track-batches NODE BATCHES SIZE TOPIC: BATCHES deltas of SIZE
+		// tracks each, each one flushed on its own.
+		if err := need(4); err != nil {
+			return "", err
+		}
+		nb, err1 := strconv.Atoi(args[1])
+		size, err2 := strconv.Atoi(args[2])
+		if err1 != nil || err2 != nil {
+			return "", fmt.Errorf("track-batches: bad numbers")
+		}
+		for b := range nb {
+			err := s.Do(args[0], func(r *tracker.RawShard) error {
+				for i := range size {
+					k := fmt.Sprintf("b%d-%d", b, i)
+					if _, err := r.Track("o"+k, args[3], "u"+k, []byte("{}")); err != nil {
+						return err
+					}
+				}
+				r.Flush()
+				return nil
+			})
+			if err != nil {
+				return okOr(err), nil
+			}
+		}
+		return "ok", nil
 	case "count":
 		if err := need(2); err != nil {
 			return "", err
