@@ -67,6 +67,7 @@ func newConn(srv *Server, transport string, ser serializer, ident Identity) *con
 		cancel:    cancel,
 		log:       srv.log,
 		notify:    make(chan struct{}, 1),
+		channels:  make(map[string]*Socket),
 		tokens:    float64(srv.cfg.JoinBurst),
 	}
 	return c

@@ -196,6 +196,14 @@ func (t *wsTransport) run(c *conn, ws *websocket.Conn) {
 		return err
 	})
 	go wc.writer()
+	defer func() {
+		// The connection is gone: end the writer, the channels, the socket.
+		c.closeWith(CloseGoingAway, "")
+		<-wc.writerDone
+		c.endAll()
+		ws.NetConn().Close()
+		s.unregister(c)
+	}()
 
 	for {
 		extend()
@@ -230,12 +238,6 @@ func (t *wsTransport) run(c *conn, ws *websocket.Conn) {
 			continue
 		}
 	}
-	// The connection is gone: end the writer, the channels, the socket.
-	c.closeWith(CloseGoingAway, "")
-	<-wc.writerDone
-	c.endAll()
-	ws.NetConn().Close()
-	s.unregister(c)
 }
 
 // readFailed classifies the end of reading.
