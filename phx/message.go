@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 )
 
 // Reserved events of the channel protocol (spec §5.3).
@@ -36,7 +35,7 @@ func stringRef(s string) ref {
 	if s == "" {
 		return nil
 	}
-	return ref(strconv.Quote(s))
+	return ref(appendJSONString(nil, s)) // invalid UTF-8 becomes U+FFFD
 }
 
 func (r ref) isNull() bool { return r == nil }

@@ -175,7 +175,6 @@ func (t *wsTransport) run(c *conn, ws *websocket.Conn) {
 	s := t.srv
 	wc := &wsConn{c: c, ws: ws, writerDone: make(chan struct{})}
 	c.abort = func() { ws.NetConn().Close() }
-	ws.SetReadLimit(s.cfg.MaxFrameSize)
 	extend := func() {
 		c.mu.Lock()
 		if !c.closing {
@@ -221,18 +220,21 @@ func (t *wsTransport) run(c *conn, ws *websocket.Conn) {
 			io.Copy(io.Discard, r)
 			continue
 		}
-		data, err := io.ReadAll(r)
+		// Read at most MaxFrameSize+1 bytes: a larger frame closes the
+		// connection with a reason (gorilla's own read limit would close
+		// with none).
+		data, err := io.ReadAll(io.LimitReader(r, s.cfg.MaxFrameSize+1))
 		if err != nil {
 			wc.readFailed(err)
 			break
 		}
 		if err := c.handleFrame(data, mt == websocket.BinaryMessage); err != nil {
-			code := CloseInvalidData
+			code, reason := CloseInvalidData, "malformed frame"
 			if errors.Is(err, errTooBig) {
-				code = CloseMessageTooBig
+				code, reason = CloseMessageTooBig, "frame too big"
 			}
 			s.log.Warn("phx: closing connection on a bad frame", "err", err)
-			c.closeWith(code, "malformed frame")
+			c.closeWith(code, reason)
 			// Keep reading until the client answers the close or the
 			// grace period ends (the deadline was shortened).
 			continue
@@ -251,9 +253,6 @@ func (wc *wsConn) readFailed(err error) {
 		c.mu.Lock()
 		c.setClosingLocked(0, "")
 		c.mu.Unlock()
-	case errors.Is(err, websocket.ErrReadLimit):
-		c.srv.log.Warn("phx: closing connection: frame over MaxFrameSize")
-		c.closeWith(CloseMessageTooBig, "frame too big")
 	case errors.As(err, &ne) && ne.Timeout():
 		c.mu.Lock()
 		closing := c.closing
