@@ -1,0 +1,274 @@
+package redisbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gopresence/presence/pubsub"
+	"github.com/gopresence/presence/pubsub/internal/dispatch"
+)
+
+// DefaultNamespace prefixes the Redis channels when Config.Namespace is "".
+const DefaultNamespace = "presence"
+
+// DefaultURL is dialed when neither Config.Client nor Config.URL is set.
+const DefaultURL = "redis://127.0.0.1:6379"
+
+// ErrNoNodeName is returned by New when Config.NodeName is empty.
+var ErrNoNodeName = errors.New("redisbus: NodeName is required")
+
+// Config configures a Bus. NodeName is required; every other zero field
+// means its documented default.
+type Config struct {
+	// Client is the Redis client to use (a *redis.Client, a
+	// *redis.ClusterClient, ...). The Bus does not close it. When nil, the
+	// Bus creates a client from URL and closes it on Close.
+	Client redis.UniversalClient
+
+	// URL is a redis:// or rediss:// URL (see redis.ParseURL) used when
+	// Client is nil. Default DefaultURL.
+	URL string
+
+	// NodeName is this node's unique name in the cluster. Required.
+	NodeName string
+
+	// Namespace prefixes the Redis channels ("<ns>:b", "<ns>:n:<node>"),
+	// so that several clusters can share one Redis. Default "presence".
+	Namespace string
+
+	// MaxPending bounds the queue of each local subscription (see package
+	// membus). Zero means 65536 messages; negative means unbounded.
+	MaxPending int
+
+	// ReceiveBuffer is the capacity of the channel between go-redis's
+	// reader and the Bus's dispatch goroutine. The dispatch goroutine never
+	// blocks, so this only absorbs scheduling hiccups. Default 4096.
+	ReceiveBuffer int
+
+	// HealthCheckInterval is how long the subscriber connection may stay
+	// silent before go-redis PINGs it (and re-dials if the PING fails).
+	// Shorter detects a dead connection sooner at the cost of a PING per
+	// interval. Default 3 s.
+	HealthCheckInterval time.Duration
+
+	// Logger receives re-subscriptions and drops. Nil means discard.
+	Logger *slog.Logger
+}
+
+// Bus is a pubsub.Bus over Redis. It is safe for concurrent use.
+type Bus struct {
+	name      string
+	client    redis.UniversalClient
+	ownClient bool
+	ps        *redis.PubSub
+	log       *slog.Logger
+	reg       *dispatch.Registry
+
+	bChan string // "<ns>:b"
+	nChan string // "<ns>:n:" — append a node name
+
+	done      chan struct{}
+	closed    atomic.Bool
+	closeOnce sync.Once
+	malformed atomic.Uint64
+}
+
+var _ pubsub.Bus = (*Bus)(nil)
+
+// New subscribes to the node's Redis channels and returns a Bus once Redis
+// has confirmed both subscriptions. ctx bounds that wait.
+func New(ctx context.Context, cfg Config) (*Bus, error) {
+	if cfg.NodeName == "" {
+		return nil, ErrNoNodeName
+	}
+	ns := cfg.Namespace
+	if ns == "" {
+		ns = DefaultNamespace
+	}
+	if cfg.ReceiveBuffer <= 0 {
+		cfg.ReceiveBuffer = 4096
+	}
+	if cfg.HealthCheckInterval <= 0 {
+		cfg.HealthCheckInterval = 3 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("node", cfg.NodeName)
+	b := &Bus{
+		name:   cfg.NodeName,
+		client: cfg.Client,
+		log:    log,
+		bChan:  ns + ":b",
+		nChan:  ns + ":n:",
+		done:   make(chan struct{}),
+	}
+	if b.client == nil {
+		url := cfg.URL
+		if url == "" {
+			url = DefaultURL
+		}
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("redisbus: %w", err)
+		}
+		b.client, b.ownClient = redis.NewClient(opt), true
+	}
+	b.reg = dispatch.New(dispatch.Config{MaxPending: cfg.MaxPending, Logger: log})
+
+	b.ps = b.client.Subscribe(ctx, b.bChan, b.nChan+b.name)
+	for confirmed := 0; confirmed < 2; {
+		msg, err := b.ps.Receive(ctx)
+		if err != nil {
+			b.abort()
+			return nil, fmt.Errorf("redisbus: subscribe: %w", err)
+		}
+		if _, ok := msg.(*redis.Subscription); ok {
+			confirmed++
+		}
+	}
+	ch := b.ps.ChannelWithSubscriptions(
+		redis.WithChannelSize(cfg.ReceiveBuffer),
+		redis.WithChannelHealthCheckInterval(cfg.HealthCheckInterval),
+	)
+	go b.receive(ch)
+	return b, nil
+}
+
+func (b *Bus) abort() {
+	_ = b.ps.Close()
+	if b.ownClient {
+		_ = b.client.Close()
+	}
+	b.reg.Close()
+}
+
+// receive is the dispatch goroutine. It ends when go-redis closes ch
+// (after PubSub.Close).
+func (b *Bus) receive(ch <-chan any) {
+	defer close(b.done)
+	for m := range ch {
+		switch m := m.(type) {
+		case *redis.Message:
+			b.handle(m.Channel, []byte(m.Payload))
+		case *redis.Subscription:
+			b.log.Info("redisbus: re-subscribed after reconnect", "channel", m.Channel, "kind", m.Kind)
+		}
+	}
+}
+
+func (b *Bus) handle(channel string, body []byte) {
+	e, err := decodeEnvelope(body)
+	if err != nil || (e.mode == modeBroadcast) != (channel == b.bChan) {
+		b.malformed.Add(1)
+		b.log.Debug("redisbus: dropping malformed message", "channel", channel)
+		return
+	}
+	if e.from == b.name && e.mode == modeBroadcast {
+		return // served locally when it was sent
+	}
+	b.reg.Dispatch(pubsub.Message{Topic: e.topic, From: e.from, Data: e.data}, nil)
+}
+
+// NodeName returns the node's name.
+func (b *Bus) NodeName() string { return b.name }
+
+// Subscribe registers h for topic. Redis subscriptions are fixed, so this
+// is a local operation and is effective at once. See pubsub.Bus.
+func (b *Bus) Subscribe(topic string, h pubsub.Handler) (pubsub.Subscription, error) {
+	if b.closed.Load() {
+		return nil, pubsub.ErrClosed
+	}
+	s, err := b.reg.Subscribe(topic, h)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Broadcast delivers data to every subscriber of topic on every node. The
+// local subscribers always receive it; an error means the PUBLISH failed
+// (other nodes may not receive it). See pubsub.Bus.
+func (b *Bus) Broadcast(ctx context.Context, topic string, data []byte) error {
+	return b.BroadcastFrom(ctx, nil, topic, data)
+}
+
+// BroadcastFrom is Broadcast that skips from on this node. from must be a
+// Subscription returned by this Bus; any other value skips nothing.
+func (b *Bus) BroadcastFrom(ctx context.Context, from pubsub.Subscription, topic string, data []byte) error {
+	if b.closed.Load() {
+		return pubsub.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	env := b.envelope(modeBroadcast, topic, data)
+	err := b.publish(ctx, b.bChan, env)
+	except, _ := from.(*dispatch.Sub)
+	b.reg.Dispatch(pubsub.Message{Topic: topic, From: b.name, Data: env[len(env)-len(data):]}, except)
+	return err
+}
+
+// DirectBroadcast delivers data to the subscribers of topic on node only.
+// Nothing is delivered to an unknown node and no error is returned. See
+// pubsub.Bus.
+func (b *Bus) DirectBroadcast(ctx context.Context, node, topic string, data []byte) error {
+	if b.closed.Load() {
+		return pubsub.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	env := b.envelope(modeDirect, topic, data)
+	if node == b.name {
+		b.reg.Dispatch(pubsub.Message{Topic: topic, From: b.name, Data: env[len(env)-len(data):]}, nil)
+		return nil
+	}
+	return b.publish(ctx, b.nChan+node, env)
+}
+
+func (b *Bus) envelope(mode byte, topic string, data []byte) []byte {
+	return appendEnvelope(make([]byte, 0, envelopeSize(b.name, topic, data)), mode, b.name, topic, data)
+}
+
+func (b *Bus) publish(ctx context.Context, channel string, body []byte) error {
+	if err := b.client.Publish(ctx, channel, body).Err(); err != nil {
+		if b.closed.Load() {
+			return pubsub.ErrClosed
+		}
+		return fmt.Errorf("redisbus: publish: %w", err)
+	}
+	return nil
+}
+
+// Malformed returns how many received messages were dropped because they
+// could not be decoded.
+func (b *Bus) Malformed() uint64 { return b.malformed.Load() }
+
+// Dropped returns how many messages local subscriptions dropped because
+// their queue was full.
+func (b *Bus) Dropped() uint64 { return b.reg.Dropped() }
+
+// Close unsubscribes, stops the local subscriptions (waiting for their
+// handlers, except one calling Close) and closes the client if the Bus
+// created it. Idempotent.
+func (b *Bus) Close() error {
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		b.reg.Close()
+		_ = b.ps.Close()
+		<-b.done
+		if b.ownClient {
+			_ = b.client.Close()
+		}
+	})
+	return nil
+}

@@ -1,0 +1,177 @@
+package redisbus_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gopresence/presence/pubsub"
+	"github.com/gopresence/presence/pubsub/pubsubtest"
+	"github.com/gopresence/presence/pubsub/redisbus"
+)
+
+func newBus(t testing.TB, cfg redisbus.Config) *redisbus.Bus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := redisbus.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestConformance(t *testing.T) {
+	srv := startRedis(t, 0)
+	pubsubtest.Run(t, func(t *testing.T, names []string) []pubsub.Bus {
+		var buses []pubsub.Bus
+		for _, name := range names {
+			buses = append(buses, newBus(t, redisbus.Config{URL: srv.url(), NodeName: name}))
+		}
+		return buses
+	})
+}
+
+func TestConformanceSharedClient(t *testing.T) {
+	srv := startRedis(t, 0)
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(srv.port)})
+	defer client.Close()
+	pubsubtest.Run(t, func(t *testing.T, names []string) []pubsub.Bus {
+		var buses []pubsub.Bus
+		for _, name := range names {
+			buses = append(buses, newBus(t, redisbus.Config{Client: client, NodeName: name, Namespace: "other"}))
+		}
+		return buses
+	})
+	if err := client.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("shared client unusable after the buses closed: %v", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	ctx := context.Background()
+	if _, err := redisbus.New(ctx, redisbus.Config{}); !errors.Is(err, redisbus.ErrNoNodeName) {
+		t.Errorf("no NodeName: %v", err)
+	}
+	if _, err := redisbus.New(ctx, redisbus.Config{NodeName: "n", URL: "http://x"}); err == nil {
+		t.Error("bad URL accepted")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	port := freePort(t)
+	if _, err := redisbus.New(ctx, redisbus.Config{NodeName: "n", URL: "redis://127.0.0.1:" + strconv.Itoa(port)}); err == nil {
+		t.Error("New with no server succeeded")
+	}
+}
+
+// TestReconnect kills redis-server and starts a new one on the same port:
+// the buses re-subscribe and messages flow again.
+func TestReconnect(t *testing.T) {
+	srv := startRedis(t, 0)
+	cfg := redisbus.Config{URL: srv.url(), HealthCheckInterval: 100 * time.Millisecond}
+	cfg.NodeName = "a"
+	a := newBus(t, cfg)
+	cfg.NodeName = "b"
+	b := newBus(t, cfg)
+	got := make(chan pubsub.Message, 100)
+	if _, err := b.Subscribe("t", func(m pubsub.Message) { got <- m }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	send := func(want string) {
+		t.Helper()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if err := a.Broadcast(ctx, "t", []byte(want)); err != nil {
+				t.Logf("Broadcast: %v", err)
+			}
+			if err := a.DirectBroadcast(ctx, "b", "t", []byte(want)); err != nil {
+				t.Logf("DirectBroadcast: %v", err)
+			}
+			select {
+			case m := <-got:
+				if string(m.Data) == want {
+					return
+				}
+			case <-tick.C:
+			case <-ctx.Done():
+				t.Fatalf("%q never arrived", want)
+			}
+		}
+	}
+	send("before")
+	srv.stop()
+	startRedis(t, srv.port)
+	send("after")
+}
+
+func TestMalformedIgnored(t *testing.T) {
+	srv := startRedis(t, 0)
+	b := newBus(t, redisbus.Config{URL: srv.url(), NodeName: "n"})
+	got := make(chan pubsub.Message, 10)
+	b.Subscribe("t", func(m pubsub.Message) { got <- m })
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(srv.port)})
+	defer client.Close()
+	ctx := context.Background()
+	client.Publish(ctx, "presence:b", "garbage")
+	client.Publish(ctx, "presence:b", "\x01d\x01x\x01tno") // direct mode on the broadcast channel
+	client.Publish(ctx, "presence:b", "\x01b\x01x\x01tok")
+	select {
+	case m := <-got:
+		if m.From != "x" || m.Topic != "t" || string(m.Data) != "ok" {
+			t.Errorf("got %+v", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("valid message not delivered")
+	}
+	if n := b.Malformed(); n != 2 {
+		t.Errorf("Malformed() = %d, want 2", n)
+	}
+}
+
+// BenchmarkBroadcast measures end-to-end broadcast throughput between two
+// buses through a local redis-server (one PUBLISH round trip per message).
+func BenchmarkBroadcast(b *testing.B) {
+	srv := startRedis(b, 0)
+	pub := newBus(b, redisbus.Config{URL: srv.url(), NodeName: "pub"})
+	sub := newBus(b, redisbus.Config{URL: srv.url(), NodeName: "sub"})
+	const topic = "bench"
+	var received, target atomic.Int64
+	target.Store(-1)
+	done := make(chan struct{}, 1)
+	if _, err := sub.Subscribe(topic, func(pubsub.Message) {
+		if received.Add(1) == target.Load() {
+			done <- struct{}{}
+		}
+	}); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 64)
+	ctx := context.Background()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	var count int64
+	for b.Loop() {
+		count++
+		if err := pub.Broadcast(ctx, topic, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	target.Store(count)
+	if received.Load() < count {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			b.Fatalf("received %d of %d", received.Load(), count)
+		}
+	}
+	b.ReportMetric(float64(4+len("pub")+len(topic)), "envelope-B/msg")
+}
