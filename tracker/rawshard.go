@@ -209,8 +209,10 @@ func (s *RawShard) Sample() {
 	set := crdt.AppendClock(s.pending, s.self, s.state.Clocks())
 	reps := crdt.ClocksetReplicas(set)
 	slices.SortFunc(reps, crdt.Replica.Compare)
+	asked := map[string]bool{}
 	for _, r := range reps {
-		if r != s.self {
+		if r != s.self && !asked[r.Name] {
+			asked[r.Name] = true
 			s.RequestTransfer(r.Name)
 		}
 	}
@@ -263,6 +265,7 @@ func (s *RawShard) PeerPermdown(name string, vsn int64) {
 	r := crdt.Replica{Name: name, Vsn: vsn}
 	s.emit(s.state.RemoveReplica(r))
 	s.gens.Prune(r)
+	s.forgetPending(r)
 	if p := s.peers[name]; p != nil && p.vsn == vsn {
 		delete(s.peers, name)
 	}
@@ -347,6 +350,12 @@ func (s *RawShard) Step(now time.Duration, m wire.Message) {
 	}
 }
 
+// forgetPending drops the clocks heard from a replica that is gone, so
+// that a peer restarting many times leaves nothing behind.
+func (s *RawShard) forgetPending(r crdt.Replica) {
+	s.pending = slices.DeleteFunc(s.pending, func(e crdt.ClockEntry) bool { return e.Replica == r })
+}
+
 // heard does the liveness bookkeeping of a heartbeat from r (spec §2.6).
 func (s *RawShard) heard(r crdt.Replica, now time.Duration) crdt.Diff {
 	prev := s.peers[r.Name]
@@ -369,6 +378,7 @@ func (s *RawShard) heard(r crdt.Replica, now time.Duration) crdt.Diff {
 		}
 		d = d.Then(s.state.RemoveReplica(old))
 		s.gens.Prune(old)
+		s.forgetPending(old)
 		s.peers[r.Name] = &peer{vsn: r.Vsn, last: now}
 		return d.Then(s.state.ReplicaUp(r))
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -423,6 +424,7 @@ func newShard(t *Tracker, idx int) *Shard {
 		exited: make(chan struct{}),
 	}
 	s.disp.init(t.handle)
+	s.disp.logger = t.cfg.Logger
 	return s
 }
 
@@ -586,6 +588,7 @@ type dispatcher struct {
 	idle   *sync.Cond
 	busy   bool
 	handle func([]Diff)
+	logger *slog.Logger
 }
 
 func (d *dispatcher) init(h func([]Diff)) {
@@ -647,7 +650,7 @@ func (d *dispatcher) run(wg *sync.WaitGroup) {
 			}
 			for _, ds := range q {
 				for _, x := range ds {
-					d.handle(groupByTopic(x))
+					d.deliver(groupByTopic(x))
 				}
 			}
 			d.mu.Lock()
@@ -655,6 +658,17 @@ func (d *dispatcher) run(wg *sync.WaitGroup) {
 			d.mu.Unlock()
 		}
 	}
+}
+
+// deliver calls the handler; a panic in it is logged and survived, so one
+// faulty subscriber cannot stop replication (Phoenix crashes the shard).
+func (d *dispatcher) deliver(ds []Diff) {
+	defer func() {
+		if r := recover(); r != nil && d.logger != nil {
+			d.logger.Error("tracker: HandleDiff panicked", "panic", r)
+		}
+	}()
+	d.handle(ds)
 }
 
 // groupByTopic splits a diff (sorted by topic) into per-topic diffs.

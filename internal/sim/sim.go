@@ -75,7 +75,7 @@ type Sim struct {
 	order   []string
 	flight  []packet
 	seq     uint64
-	group   map[string]int   // partition groups; nil = healed
+	group   map[string]int    // partition groups; nil = healed
 	dropNxt map[[2]string]int // scripted drops of the next messages on a link
 	// Stats
 	Sent, Dropped, Duplicated, Delivered int
