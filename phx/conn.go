@@ -54,6 +54,11 @@ type conn struct {
 	kick func()
 	// abort, if set, tears the transport down at once (Server.Close).
 	abort func()
+	// spawn, if set, starts a writer goroutine (called under mu, must not
+	// block); writerActive says one runs. A writer runs only while there is
+	// something to write, so an idle connection has no writer goroutine.
+	spawn        func()
+	writerActive bool
 }
 
 func newConn(srv *Server, transport string, ser serializer, ident Identity) *conn {
@@ -73,7 +78,18 @@ func newConn(srv *Server, transport string, ser serializer, ident Identity) *con
 	return c
 }
 
+// signal tells the transport that the queue is non-empty or closing was
+// set. With a spawn hook (WebSocket) it starts the writer when none runs;
+// otherwise it wakes whoever waits on notify (a long-poll GET). c.mu must
+// be held when spawn is set.
 func (c *conn) signal() {
+	if c.spawn != nil {
+		if !c.writerActive {
+			c.writerActive = true
+			c.spawn()
+		}
+		return
+	}
 	select {
 	case c.notify <- struct{}{}:
 	default:

@@ -79,9 +79,11 @@ func (t *wsTransport) init(s *Server) {
 	t.srv = s
 	t.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		// Reads use the buffer the HTTP server already allocated (4 KiB);
-		// writes borrow a buffer from the pool only while writing, so an
-		// idle connection holds no write buffer.
+		// A small read buffer of our own instead of the HTTP server's
+		// 4 KiB one (frames of any size are still read, in more system
+		// calls); writes borrow a buffer from the pool only while writing,
+		// so an idle connection holds no write buffer.
+		ReadBufferSize:  1024,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     func(*http.Request) bool { return true }, // checked before
 		Error:           func(w http.ResponseWriter, _ *http.Request, status int, _ error) { w.WriteHeader(status) },
@@ -156,14 +158,16 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 		ws.Close()
 		return
 	}
-	t.run(c, ws)
+	// The reader runs on a goroutine of its own so that this handler, and
+	// with it net/http's per-request state and grown stack, can go.
+	go t.run(c, ws)
 }
 
 // wsConn is the WebSocket side of a conn.
 type wsConn struct {
-	c          *conn
-	ws         *websocket.Conn
-	writerDone chan struct{}
+	c       *conn
+	ws      *websocket.Conn
+	writers sync.WaitGroup // at most one writer at a time
 }
 
 // closeGrace is how long the reader waits for the client's close frame
@@ -173,7 +177,16 @@ const closeGrace = 2 * time.Second
 // run is the connection's reader; it returns when the connection is gone.
 func (t *wsTransport) run(c *conn, ws *websocket.Conn) {
 	s := t.srv
-	wc := &wsConn{c: c, ws: ws, writerDone: make(chan struct{})}
+	wc := &wsConn{c: c, ws: ws}
+	c.mu.Lock()
+	c.spawn = func() {
+		wc.writers.Add(1)
+		go wc.writer()
+	}
+	if len(c.queue) > 0 || c.closing {
+		c.signal()
+	}
+	c.mu.Unlock()
 	c.abort = func() { ws.NetConn().Close() }
 	extend := func() {
 		c.mu.Lock()
@@ -194,11 +207,10 @@ func (t *wsTransport) run(c *conn, ws *websocket.Conn) {
 		}
 		return err
 	})
-	go wc.writer()
 	defer func() {
 		// The connection is gone: end the writer, the channels, the socket.
 		c.closeWith(CloseGoingAway, "")
-		<-wc.writerDone
+		wc.writers.Wait()
 		c.endAll()
 		ws.NetConn().Close()
 		s.unregister(c)
@@ -267,14 +279,23 @@ func (wc *wsConn) readFailed(err error) {
 	}
 }
 
-// writer drains the conn's queue onto the WebSocket, and performs the
-// server-initiated close.
+// writer drains the conn's queue onto the WebSocket and returns when it is
+// empty (the next frame starts a new writer), or performs the
+// server-initiated close and returns for good (writerActive stays set).
 func (wc *wsConn) writer() {
-	defer close(wc.writerDone)
+	defer wc.writers.Done()
 	c, ws := wc.c, wc.ws
 	wt := c.srv.cfg.WriteTimeout
-	for range c.notify {
-		q, closing := c.takeQueue()
+	for {
+		c.mu.Lock()
+		q, closing := c.queue, c.closing
+		c.queue = nil
+		if len(q) == 0 && !closing {
+			c.writerActive = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
 		for _, f := range q {
 			mt := websocket.TextMessage
 			if f.binary {
