@@ -31,7 +31,7 @@ func TestConformance(t *testing.T) {
 	pubsubtest.Run(t, newCluster)
 }
 
-func TestConformanceSmallQueues(t *testing.T) {
+func TestConformanceUnboundedQueues(t *testing.T) {
 	// Unbounded queues must behave the same.
 	pubsubtest.Run(t, func(t *testing.T, names []string) []pubsub.Bus {
 		net := membus.NewNetworkConfig(membus.Config{MaxPending: -1})
