@@ -189,6 +189,40 @@ func MergeDeltas(a, b *Delta) (*Delta, bool) {
 	return out, true
 }
 
+// mergeInto merges b into a in place: the same result as MergeDeltas(a, b),
+// in time proportional to b. a must be exclusively owned by the caller and
+// contiguous with b.
+func mergeInto(a, b *Delta) {
+	for t, e := range b.Values {
+		if _, ok := a.Values[t]; !ok && !a.Clouds.has(t) {
+			a.Values[t] = e
+		}
+	}
+	for r, s := range b.Clouds {
+		for v := range s {
+			t := Dot{r, v}
+			if _, kept := b.Values[t]; !kept {
+				delete(a.Values, t)
+			}
+			a.Clouds.add(t)
+		}
+	}
+	for r, v := range b.Start {
+		if w, ok := a.Start[r]; !ok || v < w {
+			a.Start[r] = v
+		}
+	}
+	for r, v := range b.End {
+		if w, ok := a.End[r]; !ok || v > w {
+			a.End[r] = v
+		}
+	}
+}
+
+func contiguous(a, b *Delta) bool {
+	return DominatesOrEqual(b.End, a.Start) && DominatesOrEqual(a.End, b.Start)
+}
+
 // restrict returns a copy of d limited to the replicas keep accepts.
 func (d *Delta) restrict(keep func(Replica) bool) *Delta {
 	out := &Delta{Values: map[Dot]*Element{}, Clouds: Clouds{},

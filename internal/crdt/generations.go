@@ -4,8 +4,9 @@ package crdt
 // that a lagging replica can be caught up with a delta instead of the whole
 // state (Phoenix's DeltaGeneration, spec §1.13).
 type Generations struct {
-	caps []int
-	gens []*Delta // nil until the first push
+	caps  []int
+	gens  []*Delta // nil until the first push
+	owned []bool   // gens[i] is ours alone: it may be merged into in place
 }
 
 // DefaultDeltaSizes are Phoenix's generation caps.
@@ -25,33 +26,52 @@ func (g *Generations) Push(parent *State, delta *Delta) {
 	}
 	if g.gens == nil {
 		g.gens = make([]*Delta, len(g.caps))
+		g.owned = make([]bool, len(g.caps))
 		for i := range g.gens {
 			g.gens[i] = parent.delta.Clone()
+			g.owned[i] = true
 		}
 	}
-	prev := delta
+	// The rule is Phoenix's (spec §1.13); the bookkeeping of who owns which
+	// delta lets a push cost O(delta) instead of copying every generation:
+	// a generation shared with another (or with a message) is copied before
+	// it is changed.
+	prev, prevOwned, prevAlias := delta, false, -1 // prevAlias: gens index prev is
 	for i, gen := range g.gens {
-		merged, ok := MergeDeltas(gen, delta)
-		switch {
-		case !ok:
-			prev = gen
-		case merged.Size() <= g.caps[i]:
-			g.gens[i] = merged
-			prev = merged
-		default:
-			g.gens[i] = prev
-			prev = merged
+		if !contiguous(gen, delta) {
+			prev, prevOwned, prevAlias = gen, false, i
+			continue
 		}
+		var merged *Delta
+		if g.owned[i] {
+			mergeInto(gen, delta)
+			merged = gen
+		} else {
+			merged, _ = MergeDeltas(gen, delta)
+		}
+		if merged.Size() <= g.caps[i] {
+			g.gens[i], g.owned[i] = merged, true
+			prev, prevOwned, prevAlias = merged, false, i
+			continue
+		}
+		g.gens[i], g.owned[i] = prev, prevOwned
+		if prevAlias >= 0 {
+			g.owned[prevAlias] = false
+		}
+		// merged is detached now (a fresh copy, or gen[i]'s old object that
+		// gens no longer holds)
+		prev, prevOwned, prevAlias = merged, true, -1
 	}
 }
 
 // Clear drops every generation (after a full-state transfer).
-func (g *Generations) Clear() { g.gens = nil }
+func (g *Generations) Clear() { g.gens, g.owned = nil, nil }
 
 // Prune removes replica r from every generation (permdown).
 func (g *Generations) Prune(r Replica) {
 	for i, gen := range g.gens {
 		g.gens[i] = gen.prune(r)
+		g.owned[i] = true
 	}
 }
 

@@ -64,8 +64,17 @@ type ownerKey struct{ Owner, Key string }
 // topicSet holds the stored elements of one topic. Its lock lets readers
 // list a topic while the single writer changes others (or this one, briefly).
 type topicSet struct {
-	mu sync.RWMutex
-	m  map[ownerKey]*Element
+	mu      sync.RWMutex
+	m       map[ownerKey]*Element
+	version uint64 // bumped by every change, under mu
+
+	sorted atomic.Pointer[sortedView] // cache of m in (owner, key) order
+}
+
+// sortedView is an immutable, sorted copy of a topic's elements.
+type sortedView struct {
+	version uint64
+	elems   []*Element
 }
 
 // replicaState is what a State knows of one replica it has a context entry
@@ -208,6 +217,7 @@ func (s *State) put(e *Element) *Element {
 	ts.mu.Lock()
 	old := ts.m[k]
 	ts.m[k] = e
+	ts.version++
 	ts.mu.Unlock()
 	if old != nil {
 		s.unindex(old)
@@ -231,6 +241,7 @@ func (s *State) del(e *Element) {
 		return
 	}
 	delete(ts.m, k)
+	ts.version++
 	empty := len(ts.m) == 0
 	ts.mu.Unlock()
 	if empty {
@@ -650,7 +661,8 @@ func (s *State) All() []*Element {
 }
 
 // List returns the visible elements of topic, ordered by (owner, key).
-// Safe to call concurrently with the writer.
+// Safe to call concurrently with the writer. The slice may be shared with
+// other callers: do not modify it.
 func (s *State) List(topic string) []*Element {
 	s.topicsMu.RLock()
 	ts := s.topics[topic]
@@ -659,15 +671,35 @@ func (s *State) List(topic string) []*Element {
 		return nil
 	}
 	down := *s.down.Load()
-	ts.mu.RLock()
-	out := make([]*Element, 0, len(ts.m))
-	for _, e := range ts.m {
+	all := ts.view()
+	if len(down) == 0 {
+		return all
+	}
+	out := make([]*Element, 0, len(all))
+	for _, e := range all {
 		if _, hidden := down[e.Tag.Replica]; !hidden {
 			out = append(out, e)
 		}
 	}
+	return out
+}
+
+// view returns the topic's elements in (owner, key) order, from the cache
+// when nothing changed since it was built. The slice is shared: read-only.
+func (ts *topicSet) view() []*Element {
+	ts.mu.RLock()
+	v := ts.version
+	if c := ts.sorted.Load(); c != nil && c.version == v {
+		ts.mu.RUnlock()
+		return c.elems
+	}
+	out := make([]*Element, 0, len(ts.m))
+	for _, e := range ts.m {
+		out = append(out, e)
+	}
 	ts.mu.RUnlock()
 	slices.SortFunc(out, compareOwnerKey)
+	ts.sorted.Store(&sortedView{version: v, elems: out})
 	return out
 }
 
