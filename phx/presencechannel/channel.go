@@ -1,0 +1,344 @@
+package presencechannel
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gopresence/presence"
+	"github.com/gopresence/presence/phx"
+)
+
+// Presence is what the channel needs of a presence.Presence (which
+// satisfies it); tests may substitute their own.
+type Presence interface {
+	Track(ctx context.Context, owner, topic, key string, meta json.RawMessage) (ref string, err error)
+	Update(ctx context.Context, owner, topic, key string, meta json.RawMessage) (ref string, err error)
+	Untrack(ctx context.Context, owner, topic, key string) error
+	UntrackOwner(ctx context.Context, owner string) error
+	List(topic string) presence.State
+	Subscribe(topic string, fn func(presence.Diff)) (cancel func())
+}
+
+var _ Presence = (*presence.Presence)(nil)
+
+// Events of the built-in channel.
+const (
+	EventUpdate    = "presence:update"
+	EventTrack     = "presence:track"
+	EventUntrack   = "presence:untrack"
+	EventBroadcast = "broadcast"
+	EventState     = "presence_state"
+	EventDiff      = "presence_diff"
+)
+
+// Defaults of Config.
+const (
+	DefaultCallTimeout = 5 * time.Second
+	DefaultLeeway      = 30 * time.Second
+)
+
+// Config configures a Channel.
+type Config struct {
+	// Presence tracks the members. Required.
+	Presence Presence
+
+	// Topics are the patterns the channel serves (exact topics or
+	// "prefix*"). Default ["room:*"].
+	Topics []string
+
+	// Secret, when set, requires every connection to carry a JWT signed
+	// with HS256 under it: socket parameter "token" (or the auth token of
+	// the WebSocket subprotocol / X-Phoenix-AuthToken header). Its "sub"
+	// claim is the presence key; an optional "topics" claim (array of
+	// patterns) limits the joinable topics; exp and nbf are honoured.
+	// When Secret is empty (development mode) the socket parameter
+	// "user_id" (non-empty) is the key, unauthenticated.
+	Secret []byte
+
+	// Leeway is the clock skew tolerated on exp/nbf. Default 30 s.
+	Leeway time.Duration
+
+	// CallTimeout bounds each presence call made on behalf of a client.
+	// Default 5 s.
+	CallTimeout time.Duration
+
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Channel is the built-in presence channel (protocol.md of the conformance
+// traces): a phx.Channel and the phx.Config.Connect that goes with it.
+//
+// Join payload {"meta": {...}} tracks the connection under its user key;
+// any other payload only watches. Either way the joiner then gets
+// presence_state, and every member gets presence_diff broadcasts. Events:
+// presence:update and presence:track {"meta": {...}} (errors "not tracked",
+// "already tracked", "invalid meta"), presence:untrack (idempotent), and
+// broadcast (relayed to the topic's other members; ok reply).
+type Channel struct {
+	cfg Config
+	log *slog.Logger
+
+	mu   sync.Mutex
+	subs map[subKey]*topicSub
+}
+
+type subKey struct {
+	srv   *phx.Server
+	topic string
+}
+
+// topicSub is the one presence subscription of a topic on a server,
+// shared by the local members.
+type topicSub struct {
+	n      int
+	cancel func()
+}
+
+// member is the per-join state (phx.Socket.State).
+type member struct {
+	user    *User
+	tracked bool // currently tracked in the topic
+	ever    bool // tracked at some point: untrack the owner at the end
+}
+
+// New returns a Channel for cfg.
+func New(cfg Config) (*Channel, error) {
+	if cfg.Presence == nil {
+		return nil, errors.New("presencechannel: Config.Presence is required")
+	}
+	if len(cfg.Topics) == 0 {
+		cfg.Topics = []string{"room:*"}
+	}
+	for _, p := range cfg.Topics {
+		if i := strings.IndexByte(p, '*'); p == "" || (i >= 0 && i != len(p)-1) {
+			return nil, fmt.Errorf("presencechannel: bad topic pattern %q", p)
+		}
+	}
+	if cfg.Leeway <= 0 {
+		cfg.Leeway = DefaultLeeway
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Channel{cfg: cfg, log: cfg.Logger, subs: make(map[subKey]*topicSub)}, nil
+}
+
+// Routes returns the phx routes of the configured topic patterns.
+func (ch *Channel) Routes() []phx.Route {
+	rs := make([]phx.Route, len(ch.cfg.Topics))
+	for i, p := range ch.cfg.Topics {
+		rs[i] = phx.Route{Pattern: p, Channel: ch}
+	}
+	return rs
+}
+
+// Connect authenticates a connection (use it as phx.Config.Connect): the
+// JWT of socket parameter "token" (or the transport's auth token) when a
+// Secret is configured, else a non-empty "user_id" parameter. The
+// Identity's ID is "user:<key>" (phx.Server.Disconnect("user:<key>") logs
+// the user out everywhere on this node) and its Assigns a *User.
+func (ch *Channel) Connect(ctx context.Context, info *phx.ConnectInfo) (phx.Identity, error) {
+	var u *User
+	if len(ch.cfg.Secret) > 0 {
+		tok := info.Params.Get("token")
+		if tok == "" {
+			tok = info.AuthToken
+		}
+		if tok == "" {
+			return phx.Identity{}, ErrNoCredentials
+		}
+		var err error
+		if u, err = verifyHS256(tok, ch.cfg.Secret, time.Now(), ch.cfg.Leeway); err != nil {
+			return phx.Identity{}, err
+		}
+	} else {
+		key := info.Params.Get("user_id")
+		if key == "" {
+			return phx.Identity{}, ErrNoCredentials
+		}
+		u = &User{Key: key}
+	}
+	return phx.Identity{ID: "user:" + u.Key, Assigns: u}, nil
+}
+
+var (
+	replyNotTracked     = map[string]string{"reason": "not tracked"}
+	replyAlreadyTracked = map[string]string{"reason": "already tracked"}
+	replyInvalidMeta    = map[string]string{"reason": "invalid meta"}
+	replyUnauthorized   = map[string]string{"reason": "unauthorized"}
+	replyUnknownEvent   = map[string]string{"reason": "unknown event"}
+	replyInvalidPayload = map[string]string{"reason": "invalid payload"}
+	replyUnavailable    = map[string]string{"reason": "presence unavailable"}
+)
+
+// metaOf returns the "meta" of a JSON object payload if it is an object.
+func metaOf(p phx.Payload) (json.RawMessage, bool) {
+	if p.IsBinary {
+		return nil, false
+	}
+	var in struct {
+		Meta json.RawMessage `json:"meta"`
+	}
+	if b := bytes.TrimSpace(p.JSON); len(b) == 0 || b[0] != '{' || json.Unmarshal(b, &in) != nil {
+		return nil, false
+	}
+	m := bytes.TrimSpace(in.Meta)
+	if len(m) == 0 || m[0] != '{' {
+		return nil, false
+	}
+	return m, true
+}
+
+// Join implements phx.Channel.
+func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any, error) {
+	u, ok := s.Assigns().(*User)
+	if !ok || u == nil || !u.mayJoin(s.Topic()) {
+		return nil, phx.Refuse(replyUnauthorized)
+	}
+	m := &member{user: u}
+	// Subscribe before tracking, so that the joiner sees its own join.
+	ch.acquire(s.Server(), s.Topic())
+	if meta, ok := metaOf(p); ok {
+		cctx, cancel := context.WithTimeout(ctx, ch.cfg.CallTimeout)
+		_, err := ch.cfg.Presence.Track(cctx, s.Owner(), s.Topic(), u.Key, meta)
+		cancel()
+		if err != nil {
+			ch.release(s.Server(), s.Topic())
+			ch.log.Error("presencechannel: track on join failed", "topic", s.Topic(), "key", u.Key, "err", err)
+			if errors.Is(err, presence.ErrInvalidMeta) {
+				return nil, phx.Refuse(replyInvalidMeta)
+			}
+			return nil, phx.Refuse(replyUnavailable)
+		}
+		m.tracked, m.ever = true, true
+	}
+	s.State = m
+	// Held by phx until the join reply is queued.
+	if err := s.Push(EventState, ch.cfg.Presence.List(s.Topic())); err != nil {
+		ch.log.Error("presencechannel: presence_state push failed", "topic", s.Topic(), "err", err)
+	}
+	return nil, nil
+}
+
+// HandleIn implements phx.Channel.
+func (ch *Channel) HandleIn(ctx context.Context, s *phx.Socket, event string, p phx.Payload) (*phx.Reply, error) {
+	m := s.State.(*member)
+	switch event {
+	case EventUpdate, EventTrack:
+		meta, ok := metaOf(p)
+		if !ok {
+			return phx.ReplyError(replyInvalidMeta), nil
+		}
+		cctx, cancel := context.WithTimeout(ctx, ch.cfg.CallTimeout)
+		defer cancel()
+		var err error
+		if event == EventUpdate {
+			if !m.tracked {
+				return phx.ReplyError(replyNotTracked), nil
+			}
+			_, err = ch.cfg.Presence.Update(cctx, s.Owner(), s.Topic(), m.user.Key, meta)
+		} else {
+			if m.tracked {
+				return phx.ReplyError(replyAlreadyTracked), nil
+			}
+			_, err = ch.cfg.Presence.Track(cctx, s.Owner(), s.Topic(), m.user.Key, meta)
+			if err == nil {
+				m.tracked, m.ever = true, true
+			}
+		}
+		switch {
+		case err == nil:
+			return phx.ReplyOK(nil), nil
+		case errors.Is(err, presence.ErrNotTracked):
+			m.tracked = false
+			return phx.ReplyError(replyNotTracked), nil
+		case errors.Is(err, presence.ErrAlreadyTracked):
+			m.tracked, m.ever = true, true
+			return phx.ReplyError(replyAlreadyTracked), nil
+		case errors.Is(err, presence.ErrInvalidMeta):
+			return phx.ReplyError(replyInvalidMeta), nil
+		default:
+			ch.log.Error("presencechannel: presence call failed", "event", event, "topic", s.Topic(), "err", err)
+			return phx.ReplyError(replyUnavailable), nil
+		}
+	case EventUntrack:
+		if m.tracked {
+			cctx, cancel := context.WithTimeout(ctx, ch.cfg.CallTimeout)
+			defer cancel()
+			if err := ch.cfg.Presence.Untrack(cctx, s.Owner(), s.Topic(), m.user.Key); err != nil {
+				ch.log.Error("presencechannel: untrack failed", "topic", s.Topic(), "err", err)
+				return phx.ReplyError(replyUnavailable), nil
+			}
+			m.tracked = false
+		}
+		return phx.ReplyOK(nil), nil
+	case EventBroadcast:
+		var payload any = p.JSON
+		if p.IsBinary {
+			payload = phx.Binary(p.Binary)
+		}
+		if err := s.BroadcastFrom(EventBroadcast, payload); err != nil {
+			return phx.ReplyError(replyInvalidPayload), nil
+		}
+		return phx.ReplyOK(nil), nil
+	}
+	return phx.ReplyError(replyUnknownEvent), nil
+}
+
+// Terminate implements phx.Channel: the channel's presences leave.
+func (ch *Channel) Terminate(s *phx.Socket, reason error) {
+	if m, ok := s.State.(*member); ok && m.ever {
+		ctx, cancel := context.WithTimeout(context.Background(), ch.cfg.CallTimeout)
+		if err := ch.cfg.Presence.UntrackOwner(ctx, s.Owner()); err != nil {
+			ch.log.Error("presencechannel: untrack on terminate failed", "topic", s.Topic(), "owner", s.Owner(), "err", err)
+		}
+		cancel()
+	}
+	ch.release(s.Server(), s.Topic())
+}
+
+// acquire takes a reference on the topic's presence subscription, making
+// it on first use: every diff of the topic is broadcast to the topic's
+// local members as presence_diff (encoded once per serializer by phx).
+func (ch *Channel) acquire(srv *phx.Server, topic string) {
+	k := subKey{srv, topic}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ts := ch.subs[k]
+	if ts == nil {
+		ts = &topicSub{}
+		ts.cancel = ch.cfg.Presence.Subscribe(topic, func(d presence.Diff) {
+			if err := srv.Broadcast(topic, EventDiff, d); err != nil {
+				ch.log.Error("presencechannel: presence_diff broadcast failed", "topic", topic, "err", err)
+			}
+		})
+		ch.subs[k] = ts
+	}
+	ts.n++
+}
+
+// release drops a reference; the last one cancels the subscription.
+func (ch *Channel) release(srv *phx.Server, topic string) {
+	k := subKey{srv, topic}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ts := ch.subs[k]
+	if ts == nil {
+		return
+	}
+	if ts.n--; ts.n == 0 {
+		ts.cancel()
+		delete(ch.subs, k)
+	}
+}

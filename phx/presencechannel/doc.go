@@ -1,0 +1,27 @@
+// Package presencechannel is presenced's built-in Phoenix channel: it ties
+// a phx.Server to a presence.Presence the way a Phoenix app's presence
+// channel does, and answers frame for frame what a real Phoenix 1.8 server
+// with that channel answers (the protocol traces of the conformance suite).
+//
+// Wiring:
+//
+//	p, _ := presence.New(presence.Config{...}); p.Start(ctx)
+//	ch, _ := presencechannel.New(presencechannel.Config{Presence: p, Secret: secret})
+//	srv, _ := phx.New(phx.Config{Channels: ch.Routes(), Connect: ch.Connect})
+//	http.Handle("/socket/", srv)
+//
+// Connections authenticate with a JWT (HS256, "sub" = presence key,
+// optional "topics" claim) or, in development mode (no Secret), with a
+// user_id socket parameter. A join with {"meta": {...}} tracks the
+// connection under its key; any other join only watches. The joiner then
+// gets presence_state; every member of the topic gets presence_diff
+// broadcasts, which come from one presence subscription per topic and are
+// encoded once per serializer. When a channel ends (leave, duplicate join,
+// connection closed), its presences leave (UntrackOwner).
+//
+// Two deliberate differences from Phoenix (protocol.md): a presence:update
+// or presence:track whose meta is not an object is answered
+// {"status":"error","response":{"reason":"invalid meta"}} instead of
+// crashing the channel; and an unknown event gets an error reply
+// {"reason":"unknown event"} instead of a crash.
+package presencechannel
