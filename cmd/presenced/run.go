@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gopresence/presence"
+	"github.com/gopresence/presence/phx"
+	"github.com/gopresence/presence/phx/presencechannel"
+	"github.com/gopresence/presence/pubsub"
+	"github.com/gopresence/presence/pubsub/membus"
+	"github.com/gopresence/presence/pubsub/natsbus"
+	"github.com/gopresence/presence/pubsub/natsbus/natsembed"
+	"github.com/gopresence/presence/pubsub/redisbus"
+	"github.com/gopresence/presence/tracker"
+	"github.com/gopresence/presence/web"
+)
+
+var errHelp = errors.New("help")
+
+// options are the command line, each flag also settable as PRESENCE_<FLAG>.
+type options struct {
+	listen             string
+	node               string
+	natsURL            string
+	natsEmbed          bool
+	natsListen         string
+	natsClusterListen  string
+	natsRoutes         string
+	redisURL           string
+	namespace          string
+	broadcastPeriod    time.Duration
+	downPeriod         time.Duration
+	permdownPeriod     time.Duration
+	flushInterval      time.Duration
+	permdownOnShutdown bool
+	poolSize           int
+	jwtSecret          string
+	insecure           bool
+	origins            string
+	topics             string
+	longPoll           bool
+	shutdownTimeout    time.Duration
+	logLevel           string
+}
+
+func parse(args []string, getenv func(string) string, out io.Writer) (*options, error) {
+	o := &options{}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "presenced"
+	}
+	fs := flag.NewFlagSet("presenced", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:4000", "HTTP listen address (the demo page, /socket, /healthz, /api/v1/cluster)")
+	fs.StringVar(&o.node, "node", host, "this node's name; unique in the cluster (default: the host name)")
+	fs.StringVar(&o.natsURL, "nats-url", "", "join an external NATS at this URL (comma-separated URLs allowed)")
+	fs.BoolVar(&o.natsEmbed, "nats-embed", false, "run a NATS server inside this node and replicate over it")
+	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:0", "client address of the embedded NATS server (port 0: random)")
+	fs.StringVar(&o.natsClusterListen, "nats-cluster-listen", "", "route address of the embedded NATS server, to form a NATS cluster with other nodes (e.g. 127.0.0.1:6222)")
+	fs.StringVar(&o.natsRoutes, "nats-routes", "", "comma-separated route URLs of the other nodes' embedded NATS servers (nats-route://host:port)")
+	fs.StringVar(&o.redisURL, "redis-url", "", "replicate over Redis at this URL (redis://host:port/db)")
+	fs.StringVar(&o.namespace, "namespace", "presence", "prefix of the bus subjects/channels, so clusters can share a NATS or Redis")
+	fs.DurationVar(&o.broadcastPeriod, "broadcast-period", 1500*time.Millisecond, "heartbeat period")
+	fs.DurationVar(&o.downPeriod, "down-period", 0, "silence after which a peer is down and its presences leave (default 20 × broadcast period)")
+	fs.DurationVar(&o.permdownPeriod, "permdown-period", 20*time.Minute, "silence after which a peer's presences are deleted")
+	fs.DurationVar(&o.flushInterval, "flush-interval", 5*time.Millisecond, "longest wait before a local change is sent to the other nodes")
+	fs.BoolVar(&o.permdownOnShutdown, "permdown-on-shutdown", false, "on SIGTERM, tell peers to drop this node's presences at once (default: they leave after the down period)")
+	fs.IntVar(&o.poolSize, "pool-size", 1, "tracker shards per node; must be equal on every node")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret: sockets must send a JWT as param token, sub = user key, optional topics claim. Without it, dev mode takes the key from param user_id")
+	fs.BoolVar(&o.insecure, "insecure", false, "allow dev mode (no --jwt-secret) on a non-loopback address")
+	fs.StringVar(&o.origins, "origins", "", "comma-separated allowed Origins for sockets (e.g. https://app.example.com, //*.example.com, *); default: same origin")
+	fs.StringVar(&o.topics, "topics", "room:*", "comma-separated topic patterns the built-in channel serves")
+	fs.BoolVar(&o.longPoll, "longpoll", true, "serve the long-poll transport (phoenix.js's fallback)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: presenced [flags]\n\nA Presence node: Phoenix channels + replicated presence. Every flag can also be set\nwith the environment variable PRESENCE_<FLAG> (upper case, - as _), e.g. PRESENCE_NATS_URL.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	// environment first, flags override
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "PRESENCE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := f.Value.Set(v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %v", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelp
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	n := 0
+	for _, b := range []bool{o.natsURL != "", o.natsEmbed, o.redisURL != ""} {
+		if b {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, errors.New("choose one of --nats-url, --nats-embed, --redis-url")
+	}
+	return o, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// run starts a node and serves until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := parse(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if o.jwtSecret == "" && !isLoopback(o.listen) && !o.insecure {
+		return fmt.Errorf("dev mode (no --jwt-secret) takes user ids on trust; it is only allowed on a loopback --listen address, unless --insecure")
+	}
+
+	// the bus
+	var bus pubsub.Bus
+	var embedded *natsembed.Server
+	switch {
+	case o.natsEmbed:
+		host, port, err := splitHostPort(o.natsListen)
+		if err != nil {
+			return fmt.Errorf("--nats-listen: %v", err)
+		}
+		cfg := natsembed.Config{Host: host, Port: port, ServerName: o.node, Logger: log.With("component", "nats")}
+		if o.natsClusterListen != "" || o.natsRoutes != "" {
+			ch, cp, err := splitHostPort(orDefault(o.natsClusterListen, host+":0"))
+			if err != nil {
+				return fmt.Errorf("--nats-cluster-listen: %v", err)
+			}
+			cfg.Cluster = &natsembed.Cluster{Host: ch, Port: cp, Routes: splitList(o.natsRoutes)}
+		}
+		embedded, err = natsembed.Start(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("embedded nats: %v", err)
+		}
+		defer embedded.Close()
+		log.Info("embedded NATS", "client", embedded.ClientURL(), "cluster", embedded.ClusterURL())
+		b, err := natsbus.New(ctx, natsbus.Config{URL: embedded.ClientURL(), NodeName: o.node, Namespace: o.namespace, Logger: log})
+		if err != nil {
+			return err
+		}
+		bus = b
+	case o.natsURL != "":
+		b, err := natsbus.New(ctx, natsbus.Config{URL: o.natsURL, NodeName: o.node, Namespace: o.namespace, Logger: log})
+		if err != nil {
+			return err
+		}
+		bus = b
+	case o.redisURL != "":
+		b, err := redisbus.New(ctx, redisbus.Config{URL: o.redisURL, NodeName: o.node, Namespace: o.namespace, Logger: log})
+		if err != nil {
+			return err
+		}
+		bus = b
+	default:
+		bus = membus.New(o.node)
+	}
+	defer bus.Close()
+
+	p, err := presence.New(presence.Config{Logger: log, Tracker: tracker.Config{
+		Bus: bus, PoolSize: o.poolSize, BroadcastPeriod: o.broadcastPeriod, DownPeriod: o.downPeriod,
+		PermdownPeriod: o.permdownPeriod, FlushInterval: o.flushInterval, PermdownOnShutdown: o.permdownOnShutdown,
+		Logger: log,
+	}})
+	if err != nil {
+		return err
+	}
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	var ready atomic.Bool
+	ready.Store(true)
+
+	ch, err := presencechannel.New(presencechannel.Config{Presence: p, Topics: splitList(o.topics),
+		Secret: []byte(o.jwtSecret), Logger: log})
+	if err != nil {
+		return err
+	}
+	srv, err := phx.New(phx.Config{Channels: ch.Routes(), Connect: ch.Connect, AllowedOrigins: splitList(o.origins),
+		LongPoll: o.longPoll, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/socket/", srv)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /api/v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+		type replica struct {
+			Name   string `json:"name"`
+			Vsn    int64  `json:"vsn"`
+			Status string `json:"status"`
+			Self   bool   `json:"self,omitempty"`
+		}
+		tr := p.Tracker()
+		seen := map[string]bool{}
+		out := []replica{{Name: tr.Node(), Vsn: tr.Vsn(), Status: "up", Self: true}}
+		for _, r := range tr.Replicas() {
+			k := fmt.Sprintf("%s/%d", r.Name, r.Vsn)
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			st := "up"
+			if r.Down {
+				st = "down"
+			}
+			out = append(out, replica{Name: r.Name, Vsn: r.Vsn, Status: st})
+		}
+		w.Header().Set("content-type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"node": tr.Node(), "replicas": out})
+	})
+	mux.Handle("/", web.Handler())
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stdout, "presenced: node %s listening on http://%s (demo page at /)\n", o.node, ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	// Shutdown order: stop accepting → close sockets (1001) → presences
+	// leave (graceful_permdown per policy) → stop the tracker → the bus.
+	ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	log.Info("shutting down")
+	hsDone := make(chan struct{})
+	go func() { hs.Shutdown(sctx); close(hsDone) }() // stops accepting at once
+	srv.Shutdown(sctx)                                 // sockets close with 1001; their presences leave
+	<-hsDone
+	return p.Shutdown(sctx)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	var n int
+	if _, err := fmt.Sscan(port, &n); err != nil {
+		return "", 0, fmt.Errorf("bad port %q", port)
+	}
+	return host, n, nil
+}
