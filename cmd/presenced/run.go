@@ -288,7 +288,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info("shutting down")
 	hsDone := make(chan struct{})
 	go func() { hs.Shutdown(sctx); close(hsDone) }() // stops accepting at once
-	srv.Shutdown(sctx)                                 // sockets close with 1001; their presences leave
+	srv.Shutdown(sctx)                               // sockets close with 1001; their presences leave
 	<-hsDone
 	return p.Shutdown(sctx)
 }
