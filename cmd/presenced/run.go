@@ -264,6 +264,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		w.Header().Set("content-type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"node": tr.Node(), "replicas": out})
 	})
+	mux.HandleFunc("GET /api/v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
+		// the presence_state of a topic as this node sees it
+		w.Header().Set("content-type", "application/json")
+		json.NewEncoder(w).Encode(p.List(r.PathValue("topic")))
+	})
 	mux.Handle("/", web.Handler())
 
 	ln, err := net.Listen("tcp", o.listen)
