@@ -265,7 +265,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		json.NewEncoder(w).Encode(map[string]any{"node": tr.Node(), "replicas": out})
 	})
 	mux.HandleFunc("GET /api/v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
-		// the presence_state of a topic as this node sees it
+		// The presence_state of a topic as this node sees it, for operators
+		// and tests: answered to loopback clients only, since it bypasses
+		// the channel's authorization.
+		if host, _, _ := net.SplitHostPort(r.RemoteAddr); !isLoopback(net.JoinHostPort(host, "0")) {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
 		w.Header().Set("content-type", "application/json")
 		json.NewEncoder(w).Encode(p.List(r.PathValue("topic")))
 	})
