@@ -77,6 +77,7 @@ type JoinError struct {
 	Response any
 }
 
+// Error implements error.
 func (e *JoinError) Error() string { return fmt.Sprintf("phx: join refused: %v", e.Response) }
 
 // Refuse returns an error that makes Join answer

@@ -164,10 +164,12 @@ type ConnectError struct {
 	Err    error // cause, logged
 }
 
+// Error implements error.
 func (e *ConnectError) Error() string {
 	return fmt.Sprintf("phx: connection refused (%d): %v", e.Status, e.Err)
 }
 
+// Unwrap returns the cause.
 func (e *ConnectError) Unwrap() error { return e.Err }
 
 // ErrClosed is returned by Socket.Push and the broadcasts of a closed

@@ -19,7 +19,6 @@ const (
 	CloseInvalidData     = 1007 // malformed frame
 	ClosePolicyViolation = 1008 // slow consumer
 	CloseMessageTooBig   = 1009 // frame over MaxFrameSize
-	CloseInternalError   = 1011
 )
 
 // conn is one client connection (a WebSocket, or a long-poll session),

@@ -153,6 +153,7 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader answered
 	}
 	c := newConn(s, transportWebSocket, ser, ident)
+	c.abort = func() { ws.NetConn().Close() }
 	if !s.register(c) {
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
 		ws.Close()
@@ -187,7 +188,6 @@ func (t *wsTransport) run(c *conn, ws *websocket.Conn) {
 		c.signal()
 	}
 	c.mu.Unlock()
-	c.abort = func() { ws.NetConn().Close() }
 	extend := func() {
 		c.mu.Lock()
 		if !c.closing {

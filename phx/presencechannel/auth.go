@@ -13,9 +13,14 @@ import (
 
 // Errors of token verification (wrapped; the connection is refused).
 var (
+	// ErrNoCredentials: neither a token (with a Secret) nor a user_id
+	// (without) was given.
 	ErrNoCredentials = errors.New("presencechannel: no user_id or token")
-	ErrBadToken      = errors.New("presencechannel: invalid token")
-	ErrTokenExpired  = errors.New("presencechannel: token expired")
+	// ErrBadToken: the token is malformed, not HS256, badly signed, not
+	// valid yet, or has no sub.
+	ErrBadToken = errors.New("presencechannel: invalid token")
+	// ErrTokenExpired: the token's exp has passed.
+	ErrTokenExpired = errors.New("presencechannel: token expired")
 )
 
 // User is the identity of a connection: the assigns every channel of the
