@@ -1,0 +1,191 @@
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Message is one frame of the Phoenix channels protocol (V2), as received.
+type Message struct {
+	// JoinRef is the join_ref of the channel instance the frame belongs
+	// to; "" for null (broadcasts, replies not tied to a channel).
+	JoinRef string
+	// Ref is the ref of the request a reply answers; "" for null.
+	Ref string
+	// Topic and Event name the channel and the event.
+	Topic string
+	Event string
+	// Payload is the payload: JSON for text frames; the raw bytes for
+	// binary frames (Binary is then true). For a binary reply it is the
+	// response and Status holds the status.
+	Payload json.RawMessage
+	// Binary reports a V2 binary frame.
+	Binary bool
+	// Status is the status of a binary reply (kind 1).
+	Status string
+}
+
+// ErrBadFrame is returned (wrapped) for a frame that does not decode.
+var ErrBadFrame = errors.New("client: malformed frame")
+
+// decodeText decodes a V2 JSON frame: [join_ref, ref, topic, event, payload].
+func decodeText(b []byte) (Message, error) {
+	var arr []json.RawMessage
+	if err := json.Unmarshal(b, &arr); err != nil {
+		return Message{}, fmt.Errorf("%w: %v", ErrBadFrame, err)
+	}
+	if len(arr) < 5 {
+		return Message{}, fmt.Errorf("%w: %d elements, want 5", ErrBadFrame, len(arr))
+	}
+	var m Message
+	var err error
+	if m.JoinRef, err = nullableString(arr[0]); err != nil {
+		return Message{}, fmt.Errorf("%w: join_ref: %v", ErrBadFrame, err)
+	}
+	if m.Ref, err = nullableString(arr[1]); err != nil {
+		return Message{}, fmt.Errorf("%w: ref: %v", ErrBadFrame, err)
+	}
+	if m.Topic, err = requiredString(arr[2]); err != nil {
+		return Message{}, fmt.Errorf("%w: topic: %v", ErrBadFrame, err)
+	}
+	if m.Event, err = requiredString(arr[3]); err != nil {
+		return Message{}, fmt.Errorf("%w: event: %v", ErrBadFrame, err)
+	}
+	m.Payload = arr[4]
+	return m, nil
+}
+
+var jsonNull = []byte("null")
+
+func nullableString(raw json.RawMessage) (string, error) {
+	if bytes.Equal(raw, jsonNull) {
+		return "", nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
+}
+
+func requiredString(raw json.RawMessage) (string, error) {
+	if bytes.Equal(raw, jsonNull) {
+		return "", errors.New("null")
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
+}
+
+// encodeText encodes a client frame; empty refs become null. payload must
+// be valid JSON (nil means {}).
+func encodeText(joinRef, ref, topic, event string, payload json.RawMessage) ([]byte, error) {
+	if payload == nil {
+		payload = json.RawMessage("{}")
+	}
+	arr := [5]any{nil, nil, topic, event, payload}
+	if joinRef != "" {
+		arr[0] = joinRef
+	}
+	if ref != "" {
+		arr[1] = ref
+	}
+	return json.Marshal(arr)
+}
+
+// Binary frame kinds (server to client).
+const (
+	kindPush      = 0
+	kindReply     = 1
+	kindBroadcast = 2
+)
+
+// decodeBinary decodes a V2 binary frame sent by a server: push (kind 0:
+// join_ref, topic, event), reply (kind 1: join_ref, ref, topic, status) or
+// broadcast (kind 2: topic, event). Every length is one byte.
+func decodeBinary(b []byte) (Message, error) {
+	if len(b) == 0 {
+		return Message{}, fmt.Errorf("%w: empty binary frame", ErrBadFrame)
+	}
+	var nfields int
+	switch b[0] {
+	case kindPush:
+		nfields = 3
+	case kindReply:
+		nfields = 4
+	case kindBroadcast:
+		nfields = 2
+	default:
+		return Message{}, fmt.Errorf("%w: binary kind %d", ErrBadFrame, b[0])
+	}
+	if len(b) < 1+nfields {
+		return Message{}, fmt.Errorf("%w: short binary header", ErrBadFrame)
+	}
+	fields := make([]string, nfields)
+	pos := 1 + nfields
+	for i := range nfields {
+		n := int(b[1+i])
+		if pos+n > len(b) {
+			return Message{}, fmt.Errorf("%w: binary field %d overruns the frame", ErrBadFrame, i)
+		}
+		fields[i] = string(b[pos : pos+n])
+		pos += n
+	}
+	m := Message{Binary: true, Payload: json.RawMessage(b[pos:])}
+	switch b[0] {
+	case kindPush:
+		m.JoinRef, m.Topic, m.Event = fields[0], fields[1], fields[2]
+	case kindReply:
+		m.JoinRef, m.Ref, m.Topic, m.Status = fields[0], fields[1], fields[2], fields[3]
+		m.Event = "phx_reply"
+	case kindBroadcast:
+		m.Topic, m.Event = fields[0], fields[1]
+	}
+	return m, nil
+}
+
+// ErrFieldTooLong is returned when a field of a binary frame exceeds 255
+// bytes.
+var ErrFieldTooLong = errors.New("client: binary frame field longer than 255 bytes")
+
+// encodeBinaryPush encodes a client push with a binary payload (kind 0).
+func encodeBinaryPush(joinRef, ref, topic, event string, payload []byte) ([]byte, error) {
+	fields := []struct{ name, v string }{{"join_ref", joinRef}, {"ref", ref}, {"topic", topic}, {"event", event}}
+	size := 5 + len(payload)
+	for _, f := range fields {
+		if len(f.v) > 255 {
+			return nil, fmt.Errorf("%w: %s", ErrFieldTooLong, f.name)
+		}
+		size += len(f.v)
+	}
+	out := make([]byte, 0, size)
+	out = append(out, kindPush)
+	for _, f := range fields {
+		out = append(out, byte(len(f.v)))
+	}
+	for _, f := range fields {
+		out = append(out, f.v...)
+	}
+	return append(out, payload...), nil
+}
+
+// replyPayload is the payload of a JSON phx_reply.
+type replyPayload struct {
+	Status   string          `json:"status"`
+	Response json.RawMessage `json:"response"`
+}
+
+// parseReply returns the status and response of a reply frame.
+func parseReply(m Message) (status string, response json.RawMessage, err error) {
+	if m.Binary {
+		return m.Status, m.Payload, nil
+	}
+	var r replyPayload
+	if err := json.Unmarshal(m.Payload, &r); err != nil {
+		return "", nil, fmt.Errorf("%w: reply payload: %v", ErrBadFrame, err)
+	}
+	if r.Response == nil {
+		r.Response = json.RawMessage("{}")
+	}
+	return r.Status, r.Response, nil
+}
