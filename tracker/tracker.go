@@ -324,12 +324,13 @@ func (t *Tracker) Dropped() uint64 {
 	return n
 }
 
-// Shutdown stops the tracker gracefully: with PermdownOnShutdown it first
-// broadcasts graceful_permdown so peers drop this node's presences at once;
-// pending diffs are delivered; shards stop. Local presences are not
-// untracked one by one (peers learn from the permdown, or the down
-// period); calls after Shutdown return ErrClosed. Idempotent; respects
-// ctx's deadline.
+// Shutdown stops the tracker gracefully: pending deltas are sent; with
+// PermdownOnShutdown it then broadcasts graceful_permdown so peers drop
+// this node's presences at once, otherwise peers keep showing them until
+// the down period (Phoenix's default: clients that reconnect elsewhere do
+// not cause a storm of leaves and joins); pending diffs are delivered;
+// shards stop. Local presences are not untracked one by one; calls after
+// Shutdown return ErrClosed. Idempotent; respects ctx's deadline.
 func (t *Tracker) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
 	if t.closed {
@@ -344,13 +345,13 @@ func (t *Tracker) Shutdown(ctx context.Context) error {
 	}
 	var errs []error
 	for _, s := range t.shards {
+		s.mu.Lock()
+		s.raw.Flush() // changes made before Shutdown still go out
 		if t.cfg.PermdownOnShutdown {
-			s.mu.Lock()
-			s.raw.Flush()
 			s.raw.GracefulPermdown()
-			s.afterCommand()
-			s.mu.Unlock()
 		}
+		s.afterCommand()
+		s.mu.Unlock()
 		if err := s.stopCtx(ctx); err != nil {
 			errs = append(errs, err)
 		}

@@ -297,11 +297,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
 	log.Info("shutting down")
+	// 1. stop accepting; 2. stop the tracker: pending changes go out, then
+	// graceful_permdown per --permdown-on-shutdown (peers drop our presences
+	// at once) or nothing (peers keep them for the down period while clients
+	// reconnect elsewhere); 3. close the sockets with 1001 — their untracks
+	// find the tracker stopped and change nothing; 4. the bus (deferred).
 	hsDone := make(chan struct{})
-	go func() { hs.Shutdown(sctx); close(hsDone) }() // stops accepting at once
-	srv.Shutdown(sctx)                               // sockets close with 1001; their presences leave
+	go func() { hs.Shutdown(sctx); close(hsDone) }()
+	err = p.Shutdown(sctx)
+	srv.Shutdown(sctx)
 	<-hsDone
-	return p.Shutdown(sctx)
+	return err
 }
 
 func orDefault(s, d string) string {
