@@ -421,7 +421,7 @@ func TestX02_BigNodesMeet(t *testing.T) {
 // then a stale transfer from C (which saw 1–3 only): no ghost at any step,
 // and B's clock for A stays truthful.
 func TestX03_NoGhostFromStaleTransfer(t *testing.T) { testGhost(t) }
-func TestX13_GhostScenario(t *testing.T)          { testGhost(t) }
+func TestX13_GhostScenario(t *testing.T)            { testGhost(t) }
 
 func testGhost(t *testing.T) {
 	ra := crdt.Replica{Name: "a", Vsn: 1}
