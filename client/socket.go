@@ -149,6 +149,9 @@ type Socket struct {
 	closed     bool
 	everOpened bool
 
+	opened     chan struct{} // closed after the first connection's onOpen
+	openedOnce sync.Once
+
 	stop chan struct{} // closed by Close
 	done chan struct{} // closed when run has returned
 }
@@ -202,7 +205,9 @@ func Dial(ctx context.Context, endpoint string, opts *Options) (*Socket, error) 
 		return nil, err
 	}
 	s.events = newEventQueue()
+	s.opened = make(chan struct{})
 	go s.run(ws)
+	<-s.opened // the first connection is registered: IsConnected is true
 	return s, nil
 }
 
@@ -356,6 +361,7 @@ func (s *Socket) serve(ws *websocket.Conn) error {
 	go c.writer(writeErr)
 
 	s.onOpen(c)
+	s.openedOnce.Do(func() { close(s.opened) })
 
 	var hb <-chan time.Time
 	if s.opts.HeartbeatInterval > 0 {
