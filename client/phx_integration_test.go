@@ -260,4 +260,3 @@ func TestPhxJoinRefusedAndHeartbeat(t *testing.T) {
 		t.Errorf("Ping: %v %v", rtt, err)
 	}
 }
-
