@@ -176,6 +176,12 @@ func (ch *Channel) Join(ctx context.Context) (json.RawMessage, error) {
 		s.mu.Lock()
 		if ch.firstJoin == res {
 			ch.firstJoin = nil
+			if ch.joinRef != "" {
+				// Drop the join the server may still answer.
+				delete(s.replies, ch.joinRef)
+				f, _ := encodeText(ch.joinRef, s.makeRef(), ch.topic, "phx_leave", nil)
+				s.sendLocked(f)
+			}
 			ch.closeLocked(ctx.Err())
 		}
 		s.mu.Unlock()

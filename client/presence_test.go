@@ -3,7 +3,9 @@ package client
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -30,20 +32,7 @@ func refs(st State) string {
 	return strings.Join(parts, ";")
 }
 
-func sortedKeys(st State) []string {
-	keys := make([]string, 0, len(st))
-	for k := range st {
-		keys = append(keys, k)
-	}
-	for i := range keys {
-		for j := i + 1; j < len(keys); j++ {
-			if keys[j] < keys[i] {
-				keys[i], keys[j] = keys[j], keys[i]
-			}
-		}
-	}
-	return keys
-}
+func sortedKeys(st State) []string { return slices.Sorted(maps.Keys(st)) }
 
 func metaRefs(e Entry) string {
 	var rs []string
