@@ -64,8 +64,10 @@ func Example_cluster() {
 	// Nodes discover each other through their first heartbeats.
 	time.Sleep(100 * time.Millisecond)
 	nodes[0].Track(ctx, "socket-1", "room:lobby", "alice", json.RawMessage(`{"status":"online"}`))
-	for nodes[2].Count("room:lobby") == 0 {
-		time.Sleep(5 * time.Millisecond)
+	for _, p := range nodes { // replication takes a few milliseconds
+		for p.Count("room:lobby") == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 	for _, p := range nodes {
 		fmt.Println(len(p.List("room:lobby")))

@@ -54,6 +54,11 @@ type Config struct {
 	// messages are dropped and counted (heartbeats and transfers repair the
 	// gap). Default 4096.
 	InboxSize int
+	// MaxMessageSize is the largest bus message the tracker sends; bigger
+	// ones (a full state of many presences) are sent in fragments and
+	// reassembled by the receiver. NATS refuses payloads over its
+	// max_payload (1 MiB by default). Default 512 KiB.
+	MaxMessageSize int
 	// Logger receives debug and error logs. Nil discards.
 	Logger *slog.Logger
 }
@@ -91,6 +96,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxDeltaSizes == nil {
 		c.MaxDeltaSizes = append([]int(nil), crdt.DefaultDeltaSizes...)
+	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = 512 << 10
 	}
 	if c.InboxSize <= 0 {
 		c.InboxSize = 4096

@@ -190,7 +190,10 @@ func (s *RawShard) Flush() {
 func (s *RawShard) Tick(now time.Duration) {
 	s.now = now
 	switch {
-	case s.state.HasDelta(), s.silentPeriods >= s.cfg.MaxSilentPeriods:
+	case s.state.HasDelta(), s.silentPeriods >= s.cfg.MaxSilentPeriods, s.anyPeerDown():
+		// While a peer is held as down we heartbeat every tick (Phoenix:
+		// every MaxSilentPeriods+1 when idle), so that when the partition
+		// heals the other side hears from us within one period.
 		s.Heartbeat()
 	default:
 		s.silentPeriods++
@@ -308,6 +311,7 @@ func (s *RawShard) Step(now time.Duration, m wire.Message) {
 			return
 		}
 		var d crdt.Diff
+		wasUp := s.peerUp(m.From)
 		if m.Delta == nil {
 			s.pending = crdt.AppendClock(s.pending, m.From, m.Clocks)
 			d = s.heard(m.From, now)
@@ -318,6 +322,16 @@ func (s *RawShard) Step(now time.Duration, m wire.Message) {
 			s.gens.Push(s.state, m.Delta)
 		}
 		s.emit(d)
+		// A peer that comes up (new, restarted, or back from down) and is
+		// ahead of us gets a transfer request at once instead of at the
+		// next sampling tick: a healed partition converges in one round trip.
+		if !wasUp {
+			if !crdt.Dominates(s.state.Clocks(), m.Clocks) {
+				s.RequestTransfer(m.From.Name)
+			}
+			// and it hears from us at the next tick, even if we are idle
+			s.silentPeriods = s.cfg.MaxSilentPeriods
+		}
 	case *wire.TransferReq:
 		if m.From.Name == s.self.Name {
 			return
@@ -348,6 +362,21 @@ func (s *RawShard) Step(now time.Duration, m wire.Message) {
 		s.PeerDown(m.From.Name, m.From.Vsn)
 		s.PeerPermdown(m.From.Name, m.From.Vsn)
 	}
+}
+
+// peerUp reports whether r is a known peer held as up.
+func (s *RawShard) peerUp(r crdt.Replica) bool {
+	p := s.peers[r.Name]
+	return p != nil && p.vsn == r.Vsn && !p.down
+}
+
+func (s *RawShard) anyPeerDown() bool {
+	for _, p := range s.peers {
+		if p.down {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetPending drops the clocks heard from a replica that is gone, so

@@ -407,6 +407,10 @@ type Shard struct {
 	exited  chan struct{}
 	sub     pubsub.Subscription
 	dropped atomic.Uint64
+	fragID  uint64 // sender side, owned by the shard goroutine
+
+	asmMu sync.Mutex
+	asm   map[string]*wire.Assembler // receiver side, per sending node
 
 	disp dispatcher
 }
@@ -464,7 +468,29 @@ func (s *Shard) receive(m pubsub.Message) {
 	if m.From == s.t.node {
 		return
 	}
-	msg, err := wire.Decode(m.Data)
+	data := m.Data
+	if wire.IsFragment(data) {
+		s.asmMu.Lock()
+		if s.asm == nil {
+			s.asm = map[string]*wire.Assembler{}
+		}
+		a := s.asm[m.From]
+		if a == nil {
+			a = &wire.Assembler{MaxSize: 1 << 30}
+			s.asm[m.From] = a
+		}
+		whole, err := a.Add(data)
+		s.asmMu.Unlock()
+		if err != nil {
+			s.t.cfg.Logger.Debug("tracker: dropping fragment", "from", m.From, "err", err)
+			return
+		}
+		if whole == nil {
+			return
+		}
+		data = whole
+	}
+	msg, err := wire.Decode(data)
 	if err != nil {
 		s.t.cfg.Logger.Warn("tracker: dropping undecodable message", "from", m.From, "err", err)
 		return
@@ -544,13 +570,17 @@ func (s *Shard) sendOutbox() {
 			s.t.cfg.Logger.Error("tracker: encode", "err", err)
 			continue
 		}
-		if o.To == "" {
-			err = bus.Broadcast(ctx, s.topic, b)
-		} else {
-			err = bus.DirectBroadcast(ctx, o.To, s.topic, b)
-		}
-		if err != nil {
-			s.t.cfg.Logger.Debug("tracker: send", "to", o.To, "err", err)
+		s.fragID++
+		for _, part := range wire.Fragment(b, s.t.cfg.MaxMessageSize, s.fragID) {
+			if o.To == "" {
+				err = bus.Broadcast(ctx, s.topic, part)
+			} else {
+				err = bus.DirectBroadcast(ctx, o.To, s.topic, part)
+			}
+			if err != nil {
+				s.t.cfg.Logger.Debug("tracker: send", "to", o.To, "err", err)
+				break
+			}
 		}
 	}
 }

@@ -375,3 +375,12 @@ func (p *proxy) Heal() {
 }
 
 var _ = context.Background
+
+func listenFree() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
