@@ -155,7 +155,12 @@ func withRefs(meta []byte, ref, prev string) ([]byte, error) {
 		delete(m, "phx_ref_prev")
 		meta, _ = json.Marshal(m)
 	}
-	out := make([]byte, 0, len(meta)+48)
+	rest := bytes.TrimSpace(meta[1:])
+	n := len(`{"phx_ref":""`) + len(ref) + 1 + len(rest)
+	if prev != "" {
+		n += len(`,"phx_ref_prev":""`) + len(prev)
+	}
+	out := make([]byte, 0, n) // exact: metas are kept for the presence's life
 	out = append(out, `{"phx_ref":"`...)
 	out = append(out, ref...)
 	out = append(out, '"')
@@ -164,7 +169,6 @@ func withRefs(meta []byte, ref, prev string) ([]byte, error) {
 		out = append(out, prev...)
 		out = append(out, '"')
 	}
-	rest := bytes.TrimSpace(meta[1:])
 	if len(rest) > 0 && rest[0] != '}' {
 		out = append(out, ',')
 	}

@@ -97,7 +97,11 @@ type State struct {
 	topicsMu sync.RWMutex
 	topics   map[string]*topicSet
 
-	owners map[string][]*Element // local elements by owner
+	// Local elements by owner. Most owners (a channel) track one element,
+	// so the first lives in owner1 (a pointer per owner) and only the
+	// others in ownerMore: this index costs ~40 bytes per presence, not ~70.
+	owner1    map[string]*Element
+	ownerMore map[string][]*Element
 	delta  *Delta
 	size   int // stored elements
 
@@ -110,7 +114,8 @@ func New(self Replica) *State {
 		self:   self,
 		reps:   map[Replica]*replicaState{},
 		topics: map[string]*topicSet{},
-		owners: map[string][]*Element{},
+		owner1:    map[string]*Element{},
+		ownerMore: map[string][]*Element{},
 	}
 	s.selfRep = &replicaState{ref: self}
 	s.reps[self] = s.selfRep
@@ -255,7 +260,11 @@ func (s *State) del(e *Element) {
 
 func (s *State) index(e *Element) {
 	if e.Tag.Replica == s.self {
-		s.owners[e.Owner] = append(s.owners[e.Owner], e)
+		if _, ok := s.owner1[e.Owner]; !ok {
+			s.owner1[e.Owner] = e
+		} else {
+			s.ownerMore[e.Owner] = append(s.ownerMore[e.Owner], e)
+		}
 		return
 	}
 	rs := s.reps[e.Tag.Replica]
@@ -267,17 +276,27 @@ func (s *State) index(e *Element) {
 
 func (s *State) unindex(e *Element) {
 	if e.Tag.Replica == s.self {
-		list := s.owners[e.Owner]
-		for i, x := range list {
-			if x == e {
-				list = slices.Delete(list, i, i+1)
-				break
+		if s.owner1[e.Owner] == e {
+			if more := s.ownerMore[e.Owner]; len(more) > 0 {
+				s.owner1[e.Owner] = more[len(more)-1]
+				if len(more) == 1 {
+					delete(s.ownerMore, e.Owner)
+				} else {
+					s.ownerMore[e.Owner] = more[:len(more)-1]
+				}
+			} else {
+				delete(s.owner1, e.Owner)
 			}
+			return
 		}
-		if len(list) == 0 {
-			delete(s.owners, e.Owner)
+		more := s.ownerMore[e.Owner]
+		if i := slices.Index(more, e); i >= 0 {
+			more = slices.Delete(more, i, i+1)
+		}
+		if len(more) == 0 {
+			delete(s.ownerMore, e.Owner)
 		} else {
-			s.owners[e.Owner] = list
+			s.ownerMore[e.Owner] = more
 		}
 		return
 	}
@@ -351,10 +370,19 @@ func (s *State) Leave(owner, topic, key string) *Element {
 	return e
 }
 
+// ownerList returns a fresh list of owner's local elements.
+func (s *State) ownerList(owner string) []*Element {
+	e, ok := s.owner1[owner]
+	if !ok {
+		return nil
+	}
+	return append([]*Element{e}, s.ownerMore[owner]...)
+}
+
 // LeaveOwner untracks every local element of owner, in (topic, key) order,
 // and returns them.
 func (s *State) LeaveOwner(owner string) []*Element {
-	list := slices.Clone(s.owners[owner])
+	list := s.ownerList(owner)
 	SortElements(list)
 	for _, e := range list {
 		s.Leave(e.Owner, e.Topic, e.Key)
@@ -364,7 +392,7 @@ func (s *State) LeaveOwner(owner string) []*Element {
 
 // OwnerElements lists the local elements of owner.
 func (s *State) OwnerElements(owner string) []*Element {
-	list := slices.Clone(s.owners[owner])
+	list := s.ownerList(owner)
 	SortElements(list)
 	return list
 }
@@ -616,7 +644,10 @@ func (s *State) Extract(req Clock) *Extract {
 			x.Clouds[r] = n
 		}
 		if r == s.self {
-			for _, list := range s.owners {
+			for _, e := range s.owner1 {
+				x.Values[e.Tag] = e
+			}
+			for _, list := range s.ownerMore {
 				for _, e := range list {
 					x.Values[e.Tag] = e
 				}
@@ -772,7 +803,10 @@ func (s *State) Topics() []string {
 // Writer only.
 func (s *State) OwnerElementsAll() []*Element {
 	var out []*Element
-	for _, list := range s.owners {
+	for _, e := range s.owner1 {
+		out = append(out, e)
+	}
+	for _, list := range s.ownerMore {
 		out = append(out, list...)
 	}
 	SortElements(out)
