@@ -102,8 +102,8 @@ type State struct {
 	// others in ownerMore: this index costs ~40 bytes per presence, not ~70.
 	owner1    map[string]*Element
 	ownerMore map[string][]*Element
-	delta  *Delta
-	size   int // stored elements
+	delta     *Delta
+	size      int // stored elements
 
 	down atomic.Pointer[map[Replica]struct{}] // replicas held as down, for readers
 }
@@ -111,9 +111,9 @@ type State struct {
 // New returns the empty state of replica self.
 func New(self Replica) *State {
 	s := &State{
-		self:   self,
-		reps:   map[Replica]*replicaState{},
-		topics: map[string]*topicSet{},
+		self:      self,
+		reps:      map[Replica]*replicaState{},
+		topics:    map[string]*topicSet{},
 		owner1:    map[string]*Element{},
 		ownerMore: map[string][]*Element{},
 	}
