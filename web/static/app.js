@@ -30,24 +30,31 @@ function connect() {
   const name = $("name").value.trim();
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host +
     "/socket/websocket?vsn=2.0.0&user_id=" + encodeURIComponent(name);
-  sock = new WebSocket(url);
+  // Events of a socket that is no longer the current one (closed by Leave,
+  // or replaced) are ignored: it must neither reconnect nor touch the page.
+  const ws = new WebSocket(url);
+  sock = ws;
   $("conn").textContent = "connecting…"; $("conn").className = "conn";
-  sock.onopen = () => {
+  ws.onopen = () => {
+    if (ws !== sock) return;
     tries = 0;
     $("conn").textContent = "connected"; $("conn").className = "conn up";
     joinRef = String(++refSeq);
     presences = {}; pending = []; synced = false;
-    sock.send(JSON.stringify([joinRef, joinRef, topic, "phx_join", {meta: {device, status: myStatus}}]));
+    ws.send(JSON.stringify([joinRef, joinRef, topic, "phx_join", {meta: {device, status: myStatus}}]));
+    clearInterval(heartbeat);
     heartbeat = setInterval(() => send("heartbeat", {}, "phoenix"), 30000);
   };
-  sock.onmessage = (ev) => {
+  ws.onmessage = (ev) => {
+    if (ws !== sock) return;
     const [jref, ref, t, event, payload] = JSON.parse(ev.data);
     if (t !== topic) return;
     if (event === "presence_state") { presences = cloneState(payload); synced = true; pending.forEach(applyDiff); pending = []; render(); }
     else if (event === "presence_diff") { if (synced) { applyDiff(payload); render(); } else pending.push(payload); }
     else if (event === "phx_reply" && ref === jref && payload.status !== "ok") log("join refused: " + JSON.stringify(payload.response));
   };
-  sock.onclose = () => {
+  ws.onclose = () => {
+    if (ws !== sock) return;
     clearInterval(heartbeat);
     $("conn").textContent = "disconnected"; $("conn").className = "conn";
     if (wanted) {
@@ -133,7 +140,8 @@ for (const btn of document.querySelectorAll("button.st")) {
 $("leave").addEventListener("click", () => {
   wanted = false;
   clearTimeout(reconnectTimer);
-  if (sock) sock.close(1000);
+  clearInterval(heartbeat);
+  if (sock) { const ws = sock; sock = null; ws.close(1000); }
   $("join").hidden = false; $("inroom").hidden = true;
   $("users").textContent = ""; $("log").textContent = "";
 });
