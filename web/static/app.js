@@ -70,10 +70,11 @@ function applyDiff(diff) {
   for (const [key, {metas}] of Object.entries(diff.joins || {})) {
     const cur = presences[key];
     const newRefs = new Set(metas.map((m) => m.phx_ref));
-    const prevRefs = new Set(metas.map((m) => m.phx_ref_prev).filter(Boolean));
-    if (!cur) log(key + " came online (" + metas.map(describe).join(", ") + ")");
-    else if (metas.every((m) => prevRefs.has(m.phx_ref_prev))) log(key + " is now " + metas.map(describe).join(", "));
-    else log(key + " joined on another device (" + metas.map(describe).join(", ") + ")");
+    // Metas already shown (e.g. our own join, which the state held) are not news.
+    const fresh = metas.filter((m) => !cur || !cur.metas.some((c) => c.phx_ref === m.phx_ref));
+    if (!cur) log(key + " came online (" + fresh.map(describe).join(", ") + ")");
+    else if (fresh.length && fresh.every((m) => m.phx_ref_prev)) log(key + " is now " + fresh.map(describe).join(", "));
+    else if (fresh.length) log(key + " joined on another device (" + fresh.map(describe).join(", ") + ")");
     const kept = cur ? cur.metas.filter((m) => !newRefs.has(m.phx_ref)) : [];
     presences[key] = {metas: kept.concat(metas)};
   }
@@ -110,7 +111,7 @@ function render() {
       span.dataset.status = m.status || "online";
       const dot = document.createElement("span");
       dot.className = "dot " + (m.status || "online");
-      span.append(dot, describe(m) + "  ");
+      span.append(dot, describe(m));
       d.append(span);
     }
     li.append(d);
