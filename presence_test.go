@@ -12,6 +12,7 @@ import (
 	"github.com/gopresence/presence"
 	"github.com/gopresence/presence/pubsub/membus"
 	"github.com/gopresence/presence/tracker"
+	"go.uber.org/goleak"
 )
 
 type recorder struct {
@@ -168,4 +169,8 @@ func TestPresenceCluster(t *testing.T) {
 		}
 		return true
 	})
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
 }

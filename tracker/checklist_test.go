@@ -556,3 +556,47 @@ func TestX12_OwnNameIgnored(t *testing.T) {
 
 var _ = json.Valid
 var _ = context.Background
+
+// §10.1, second difference: a heartbeat that brings a down replica up and,
+// in the same delta, removes some of its elements reports nothing for
+// them (Phoenix reports each as a join and a leave); the others join.
+func TestSpec10_1_UpAndRemoveInOneMergeSaysNothing(t *testing.T) {
+	a, b := newShard("a"), newShard("b")
+	a.Step(0, hb("b", 1, nil))
+	b.Step(0, hb("a", 1, nil))
+	b.Track("b:p1", "t", "gone", []byte(`{}`))
+	b.Track("b:p2", "t", "stays", []byte(`{}`))
+	a.Step(0, b.Heartbeat())
+	a.PeerDown("b", 1)
+	a.Ready()
+	b.Ready()
+	b.Untrack("b:p1", "t", "gone")
+	a.Step(time.Second, b.Heartbeat())
+	r := a.Ready()
+	if len(r.Diffs) != 1 || len(r.Diffs[0].Leaves) != 0 || len(r.Diffs[0].Joins) != 1 || r.Diffs[0].Joins[0].Key != "stays" {
+		t.Fatalf("got %+v", r.Diffs)
+	}
+}
+
+// §10.1, third difference: a merge that overwrites a stored element whose
+// tag the payload does not cover reports the old element's leave with the
+// new one's join (Phoenix reports only the join).
+func TestSpec10_1_OverwriteReportsLeave(t *testing.T) {
+	a, b := newShard("a"), newShard("b")
+	a.Step(0, hb("b", 1, nil))
+	b.Track("b:p1", "t", "k", []byte(`{"v":1}`))
+	a.Step(0, b.Heartbeat())
+	a.Ready()
+	b.Update("b:p1", "t", "k", []byte(`{"v":2}`))
+	b.Heartbeat() // lost on its way to a
+	b.Update("b:p1", "t", "k", []byte(`{"v":3}`))
+	a.Step(0, b.Heartbeat())
+	r := a.Ready()
+	if len(r.Diffs) != 1 || len(r.Diffs[0].Joins) != 1 || len(r.Diffs[0].Leaves) != 1 ||
+		string(r.Diffs[0].Joins[0].Meta) != `{"v":3}` || string(r.Diffs[0].Leaves[0].Meta) != `{"v":1}` {
+		t.Fatalf("got %+v", r.Diffs)
+	}
+	if l := a.State().List("t"); len(l) != 1 || string(l[0].Meta) != `{"v":3}` {
+		t.Fatalf("list %v", l)
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gopresence/presence/pubsub/membus"
 	"github.com/gopresence/presence/tracker"
+	"go.uber.org/goleak"
 )
 
 func newBus(t *testing.T, name string) *membus.Bus {
@@ -453,4 +454,8 @@ func TestX14_NoSilentUntrackAfterShutdown(t *testing.T) {
 			t.Fatalf("untrack: %v", err)
 		}
 	})
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
 }
