@@ -1,0 +1,381 @@
+package compat
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Bounds of every wait in the harness.
+const (
+	buildTimeout   = 3 * time.Minute // go build of presenced (cold cache, -race)
+	healthyTimeout = 15 * time.Second
+	stopTimeout    = 10 * time.Second
+	nodeTimeout    = 60 * time.Second // one `node --test` run
+	nodeTestMs     = "30000"          // --test-timeout: one Node test
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	binary    string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// need skips t with msg when ok is false, or fails it under
+// PRESENCE_REQUIRE_ALL=1 (CI), where every integration test must run.
+func need(t *testing.T, ok bool, msg string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("PRESENCE_REQUIRE_ALL") == "1" {
+		t.Fatalf("%s (required: PRESENCE_REQUIRE_ALL=1)", msg)
+	}
+	t.Skip(msg)
+}
+
+// requireNode returns the node binary, after checking that the npm
+// dependencies are installed.
+func requireNode(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	need(t, err == nil, "node not found in PATH: the compat tests need Node.js 20+")
+	for _, dep := range []string{"phoenix", "ws", "playwright-core"} {
+		_, err := os.Stat(filepath.Join("node_modules", dep, "package.json"))
+		need(t, err == nil, "test/compat/node_modules/"+dep+" is missing: run `cd test/compat && npm ci`")
+	}
+	return node
+}
+
+const chromium = "/usr/bin/chromium"
+
+func requireChromium(t *testing.T) {
+	t.Helper()
+	fi, err := os.Stat(chromium)
+	need(t, err == nil && fi.Mode()&0o111 != 0, chromium+" is missing: apt-get install chromium")
+}
+
+// presenced builds cmd/presenced once per test binary; with the race
+// detector when the tests run with -race, so client traffic from real
+// clients also exercises the server under it.
+func presenced(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "presence-compat-")
+		if buildErr != nil {
+			return
+		}
+		binary = filepath.Join(buildDir, "presenced")
+		args := []string{"build", "-o", binary}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, "github.com/gopresence/presence/cmd/presenced")
+		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuf is a goroutine-safe output buffer.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// server is one presenced process, restartable on the same address.
+type server struct {
+	bin  string
+	addr string
+	args []string
+	out  *syncBuf // every run's output
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	runs int
+}
+
+func (s *server) URL() string { return "http://" + s.addr }
+
+// startServer starts presenced on a free loopback port; it is killed when
+// t ends, and its output is logged if t failed.
+func startServer(t *testing.T) *server {
+	t.Helper()
+	s := &server{bin: presenced(t), addr: freeAddr(t), out: &syncBuf{}}
+	s.args = []string{"--listen", s.addr, "--node", "compat", "--shutdown-timeout", "3s", "--log-level", "info"}
+	t.Cleanup(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.kill()
+		out := s.out.String()
+		if strings.Contains(out, "DATA RACE") {
+			t.Errorf("presenced reported a data race:\n%s", out)
+		} else if t.Failed() {
+			t.Logf("presenced output:\n%s", out)
+		}
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// start runs presenced and waits (bounded) for /healthz; s.mu is held.
+func (s *server) start() error {
+	s.runs++
+	fmt.Fprintf(s.out, "--- presenced run %d: %s %s\n", s.runs, s.bin, strings.Join(s.args, " "))
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Stdout, cmd.Stderr = s.out, s.out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	s.cmd, s.done = cmd, done
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(healthyTimeout)
+	for {
+		resp, err := client.Get(s.URL() + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("presenced exited (%v) before it was healthy:\n%s", cmd.ProcessState, s.out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.kill()
+			return fmt.Errorf("presenced not healthy on %s within %v:\n%s", s.addr, healthyTimeout, s.out.String())
+		}
+	}
+}
+
+// stop signals presenced and waits (bounded) for it to exit; s.mu is held.
+// After SIGTERM it must exit 0 within stopTimeout.
+func (s *server) stop(sig syscall.Signal) error {
+	if s.cmd == nil {
+		return errors.New("presenced is not running")
+	}
+	s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(stopTimeout):
+		s.kill()
+		return fmt.Errorf("presenced did not exit within %v of %v", stopTimeout, sig)
+	}
+	if sig == syscall.SIGTERM && s.cmd.ProcessState.ExitCode() != 0 {
+		return fmt.Errorf("presenced exited with %v after SIGTERM", s.cmd.ProcessState)
+	}
+	return nil
+}
+
+// kill ends the current run, if any; s.mu is held.
+func (s *server) kill() {
+	if s.cmd == nil {
+		return
+	}
+	select {
+	case <-s.done:
+	default:
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// restart stops presenced (SIGTERM: graceful; SIGKILL: a crash) and starts
+// it again on the same address.
+func (s *server) restart(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.stop(sig); err != nil {
+		return err
+	}
+	return s.start()
+}
+
+// control serves POST /restart?mode=term|kill for the Node tests
+// (PRESENCE_CONTROL_URL); it answers once presenced is healthy again.
+func control(t *testing.T, s *server) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /restart", func(w http.ResponseWriter, r *http.Request) {
+		sig := syscall.SIGTERM
+		switch m := r.URL.Query().Get("mode"); m {
+		case "", "term":
+		case "kill":
+			sig = syscall.SIGKILL
+		default:
+			http.Error(w, "mode must be term or kill", http.StatusBadRequest)
+			return
+		}
+		start := time.Now()
+		if err := s.restart(sig); err != nil {
+			t.Errorf("restarting presenced (%v): %v", sig, err)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		t.Logf("harness: presenced restarted after %v in %v", sig, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintln(w, "restarted")
+	})
+	ts := httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+// lineLog streams a process's output into the test log, line by line.
+type lineLog struct {
+	t    *testing.T
+	mu   sync.Mutex
+	part []byte
+}
+
+func (l *lineLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.part = append(l.part, p...)
+	for {
+		i := bytes.IndexByte(l.part, '\n')
+		if i < 0 {
+			break
+		}
+		l.t.Log(string(l.part[:i]))
+		l.part = l.part[i+1:]
+	}
+	return len(p), nil
+}
+
+func (l *lineLog) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.part) > 0 {
+		l.t.Log(string(l.part))
+		l.part = nil
+	}
+}
+
+// runNode runs `node --test` on files with env added, streaming its output
+// into the test log, and fails t if any Node test failed. The run is
+// bounded by nodeTimeout: then its process group gets SIGTERM (playwright
+// closes its browser on SIGTERM), and SIGKILL 5 s later.
+func runNode(t *testing.T, node string, env []string, files ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)
+	defer cancel()
+	args := append([]string{"--test", "--test-reporter=spec", "--test-timeout=" + nodeTestMs, "--test-concurrency=2"}, files...)
+	cmd := exec.CommandContext(ctx, node, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	out := &lineLog{t: t}
+	cmd.Stdout, cmd.Stderr = out, out
+	start := time.Now()
+	err := cmd.Run()
+	out.flush()
+	if cmd.Process != nil {
+		// whatever node left behind in its process group
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("node --test %s: no result within %v", strings.Join(files, " "), nodeTimeout)
+	case err != nil:
+		t.Fatalf("node --test %s: %v (after %v)", strings.Join(files, " "), err, time.Since(start).Round(time.Millisecond))
+	}
+	t.Logf("node --test %s: ok in %v", strings.Join(files, " "), time.Since(start).Round(time.Millisecond))
+}
+
+// TestPhoenixJS runs the official client against presenced: JP-xx
+// scenarios, V1/V2, long-poll next to WebSocket, broadcast
+// (presence.test.mjs), an abandoned long-poll session (longpoll.test.mjs,
+// in parallel) and X-10 across server restarts (restart.test.mjs).
+func TestPhoenixJS(t *testing.T) {
+	node := requireNode(t)
+	t.Run("JP", func(t *testing.T) {
+		s := startServer(t)
+		runNode(t, node, []string{"PRESENCE_URL=" + s.URL()}, "presence.test.mjs", "longpoll.test.mjs")
+	})
+	t.Run("X-10", func(t *testing.T) {
+		s := startServer(t)
+		runNode(t, node, []string{"PRESENCE_URL=" + s.URL(), "PRESENCE_CONTROL_URL=" + control(t, s)}, "restart.test.mjs")
+	})
+}
+
+// TestDemoPage drives the demo page (web/static) in chromium through
+// playwright-core (browser.test.mjs), X-10 for the page included.
+func TestDemoPage(t *testing.T) {
+	node := requireNode(t)
+	requireChromium(t)
+	outDir := os.Getenv("PRESENCE_COMPAT_OUT")
+	if outDir == "" {
+		outDir = "out"
+	}
+	outDir, err := filepath.Abs(outDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots in %s", outDir)
+	s := startServer(t)
+	runNode(t, node, []string{"PRESENCE_URL=" + s.URL(), "PRESENCE_CONTROL_URL=" + control(t, s),
+		"PRESENCE_COMPAT_OUT=" + outDir, "CHROMIUM=" + chromium}, "browser.test.mjs")
+}
