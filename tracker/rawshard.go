@@ -65,6 +65,7 @@ type RawShard struct {
 	peers map[string]*peer
 
 	pending       []crdt.ClockEntry
+	gapAsked      map[string]bool // peers asked for a transfer after a gap
 	silentPeriods int
 	sampleCount   int
 	nextReq       uint64
@@ -220,6 +221,7 @@ func (s *RawShard) Sample() {
 		}
 	}
 	s.pending = nil
+	s.gapAsked = nil
 	s.sampleCount = s.cfg.ClockSamplePeriods
 }
 
@@ -317,6 +319,16 @@ func (s *RawShard) Step(now time.Duration, m wire.Message) {
 			d = s.heard(m.From, now)
 		} else {
 			d = s.heard(m.From, now)
+			// A delta that starts beyond what we have of its sender means
+			// we missed one: ask for a transfer now rather than at the
+			// next sampling tick (once per peer until its ack or the tick).
+			if have, ok := s.state.Clocks()[m.From]; ok && m.Delta.Start[m.From] > have && !s.gapAsked[m.From.Name] {
+				if s.gapAsked == nil {
+					s.gapAsked = map[string]bool{}
+				}
+				s.gapAsked[m.From.Name] = true
+				s.RequestTransfer(m.From.Name)
+			}
 			d = d.Then(s.state.MergeDelta(m.Delta))
 			s.pending = crdt.AppendClock(s.pending, m.From, m.Clocks)
 			s.gens.Push(s.state, m.Delta)
@@ -347,6 +359,7 @@ func (s *RawShard) Step(now time.Duration, m wire.Message) {
 		if m.From.Name == s.self.Name {
 			return
 		}
+		delete(s.gapAsked, m.From.Name)
 		if m.Delta != nil {
 			s.emit(s.state.MergeDelta(m.Delta))
 			s.gens.Push(s.state, m.Delta)
