@@ -113,6 +113,13 @@ type Config struct {
 	Tracker tracker.Config
 	// Fetch enriches listed presences; nil keeps them as they are.
 	Fetch FetchFunc
+	// HandleMetas, when set, is Phoenix's handle_metas/4 (the "Elixir
+	// presence client"): after each diff of a topic has reached the
+	// subscribers, it is called with the diff and the topic's presences
+	// after it, as key → metas in join order (empty when the topic emptied).
+	// The map is the callback's to keep. Called from the diff goroutine, in
+	// order, never concurrently; only diffs seen since Start are reflected.
+	HandleMetas func(topic string, d Diff, presences map[string][]json.RawMessage)
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -126,6 +133,9 @@ type Presence struct {
 	subs    map[string][]*subscription
 	countMu sync.Mutex
 	counts  map[string]map[string]int // topic → key → visible metas
+
+	metasMu sync.Mutex
+	metas   map[string]map[string][]json.RawMessage // for HandleMetas: topic → key → metas
 }
 
 type subscription struct {
@@ -288,7 +298,7 @@ func (p *Presence) handleDiff(ds []tracker.Diff) {
 		p.mu.RLock()
 		subs := p.subs[d.Topic]
 		p.mu.RUnlock()
-		if len(subs) == 0 {
+		if len(subs) == 0 && p.cfg.HandleMetas == nil {
 			continue
 		}
 		out := Diff{Topic: d.Topic, Joins: p.fetch(d.Topic, group(d.Joins)),
@@ -296,7 +306,48 @@ func (p *Presence) handleDiff(ds []tracker.Diff) {
 		for _, s := range subs {
 			s.fn(out)
 		}
+		if p.cfg.HandleMetas != nil {
+			p.handleMetas(d, out)
+		}
 	}
+}
+
+// handleMetas keeps the per-topic metas of Phoenix's presence client:
+// joined metas are appended (unless already there), left ones removed,
+// empty keys and topics dropped.
+func (p *Presence) handleMetas(d tracker.Diff, out Diff) {
+	p.metasMu.Lock() // shards deliver from their own goroutines
+	defer p.metasMu.Unlock()
+	if p.metas == nil {
+		p.metas = map[string]map[string][]json.RawMessage{}
+	}
+	keys := p.metas[d.Topic]
+	if keys == nil {
+		keys = map[string][]json.RawMessage{}
+	}
+	for _, x := range d.Joins {
+		if !slices.ContainsFunc(keys[x.Key], func(m json.RawMessage) bool { return bytes.Equal(m, x.Meta) }) {
+			keys[x.Key] = append(keys[x.Key], x.Meta)
+		}
+	}
+	for _, x := range d.Leaves {
+		list := slices.DeleteFunc(keys[x.Key], func(m json.RawMessage) bool { return bytes.Equal(m, x.Meta) })
+		if len(list) == 0 {
+			delete(keys, x.Key)
+		} else {
+			keys[x.Key] = list
+		}
+	}
+	if len(keys) == 0 {
+		delete(p.metas, d.Topic)
+	} else {
+		p.metas[d.Topic] = keys
+	}
+	cp := make(map[string][]json.RawMessage, len(keys))
+	for k, v := range keys {
+		cp[k] = slices.Clone(v)
+	}
+	p.cfg.HandleMetas(d.Topic, out, cp)
 }
 
 // count keeps the number of visible metas per key and says which keys
