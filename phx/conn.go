@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -319,7 +320,7 @@ func (c *conn) join(m message, old *Socket) {
 		c:       c,
 		topic:   m.topic,
 		joinRef: jr,
-		owner:   c.srv.ownerPrefix + strconv.FormatUint(c.srv.ownerSeq.Add(1), 36),
+		owner:   c.srv.ownerPrefix + ownerSeq(c.srv.ownerSeq.Add(1)),
 		route:   ch,
 		state:   sockJoining,
 	}
@@ -515,4 +516,17 @@ func (c *conn) pushFrame(s *Socket, event string, payload any) (frame, error) {
 		return frame{}, err
 	}
 	return c.ser.encodeText(s.joinRef, nil, s.topic, event, p), nil
+}
+
+// ownerSeq formats an owner sequence number in base 36, zero-padded to a
+// fixed width, so that owners sort in the order they were created (the
+// tracker lists a topic in owner order, as Phoenix lists it in pid order:
+// a user's metas appear in the order their sockets joined).
+func ownerSeq(n uint64) string {
+	s := strconv.FormatUint(n, 36)
+	const width = 13 // base-36 digits of the largest uint64
+	if len(s) < width {
+		s = strings.Repeat("0", width-len(s)) + s
+	}
+	return s
 }
