@@ -63,3 +63,10 @@ type Bus interface {
 	// Close releases the bus; subscriptions stop. Idempotent.
 	Close() error
 }
+
+// UniqueNames is implemented by a Bus that refuses to let a second live
+// node use an existing name (membus at Join, natsbus and redisbus at New).
+// The tracker then skips its own check at Start, which costs a wait.
+type UniqueNames interface {
+	UniqueNodeNames() bool
+}

@@ -59,6 +59,12 @@ type Config struct {
 	// reassembled by the receiver. NATS refuses payloads over its
 	// max_payload (1 MiB by default). Default 512 KiB.
 	MaxMessageSize int
+	// NameCheck is how long Start listens, after announcing this node, for
+	// a live node that already has its name (it answers at once); if one
+	// does, Start fails with ErrNameTaken. Skipped when the Bus guarantees
+	// unique names itself (pubsub.UniqueNames: membus, natsbus, redisbus).
+	// Default 100 ms; negative skips the check.
+	NameCheck time.Duration
 	// Logger receives debug and error logs. Nil discards.
 	Logger *slog.Logger
 }
@@ -96,6 +102,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxDeltaSizes == nil {
 		c.MaxDeltaSizes = append([]int(nil), crdt.DefaultDeltaSizes...)
+	}
+	if c.NameCheck == 0 {
+		c.NameCheck = 100 * time.Millisecond
 	}
 	if c.MaxMessageSize <= 0 {
 		c.MaxMessageSize = 512 << 10

@@ -66,6 +66,7 @@ type RawShard struct {
 
 	pending       []crdt.ClockEntry
 	gapAsked      map[string]bool // peers asked for a transfer after a gap
+	clash         *crdt.Replica   // an older live replica with our name
 	silentPeriods int
 	sampleCount   int
 	nextReq       uint64
@@ -310,6 +311,16 @@ func (s *RawShard) Step(now time.Duration, m wire.Message) {
 	switch m := m.(type) {
 	case *wire.Heartbeat:
 		if m.From.Name == s.self.Name {
+			// Another live replica with our name (spec §10.1: names are
+			// unique). We never treat it as a peer. A newer one is starting:
+			// answer at once so that it sees us and refuses to start; an
+			// older one is alive: we are the newcomer, remember the clash.
+			if m.From.Vsn > s.self.Vsn {
+				s.Heartbeat()
+			} else if m.From.Vsn < s.self.Vsn {
+				r := m.From
+				s.clash = &r
+			}
 			return
 		}
 		var d crdt.Diff
@@ -375,6 +386,15 @@ func (s *RawShard) Step(now time.Duration, m wire.Message) {
 		s.PeerDown(m.From.Name, m.From.Vsn)
 		s.PeerPermdown(m.From.Name, m.From.Vsn)
 	}
+}
+
+// NameClash returns an older live replica that has our name, if one
+// heartbeated since we started.
+func (s *RawShard) NameClash() (crdt.Replica, bool) {
+	if s.clash == nil {
+		return crdt.Replica{}, false
+	}
+	return *s.clash, true
 }
 
 // peerUp reports whether r is a known peer held as up.

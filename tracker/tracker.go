@@ -23,6 +23,11 @@ import (
 // ErrClosed is returned by calls made after Shutdown or Close.
 var ErrClosed = errors.New("tracker: closed")
 
+// ErrNameTaken is returned by Start when a live node of the cluster already
+// has this node's name (spec §10.1: two nodes with one name would make
+// every heartbeat look like a restart).
+var ErrNameTaken = errors.New("tracker: node name taken by a live node")
+
 // ErrInvalidMeta is returned when a meta is not a JSON object.
 var ErrInvalidMeta = errors.New("tracker: meta must be a JSON object")
 
@@ -117,6 +122,30 @@ func (t *Tracker) Start(ctx context.Context) error {
 		}
 	}
 	t.started = true
+	if u, ok := t.cfg.Bus.(pubsub.UniqueNames); ok && u.UniqueNodeNames() {
+		return nil // the bus already refused a duplicate name
+	}
+	if t.cfg.NameCheck > 0 {
+		timer := time.NewTimer(t.cfg.NameCheck)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		for _, s := range t.shards {
+			s.mu.Lock()
+			r, clash := s.raw.NameClash()
+			s.mu.Unlock()
+			if clash {
+				t.closed = true
+				for _, x := range t.shards {
+					x.stop()
+				}
+				t.wg.Wait()
+				return fmt.Errorf("%w: %s (vsn %d) is alive", ErrNameTaken, r.Name, r.Vsn)
+			}
+		}
+	}
 	return nil
 }
 
@@ -468,10 +497,11 @@ func (s *Shard) start() error {
 	return nil
 }
 
+// receive runs on the bus's delivery goroutine. Our own broadcasts do not
+// come back (they are sent with BroadcastFrom our subscription), so a
+// message carrying our name is from another live node with that name, which
+// RawShard reports as a clash.
 func (s *Shard) receive(m pubsub.Message) {
-	if m.From == s.t.node {
-		return
-	}
 	data := m.Data
 	if wire.IsFragment(data) {
 		s.asmMu.Lock()
@@ -577,7 +607,7 @@ func (s *Shard) sendOutbox() {
 		s.fragID++
 		for _, part := range wire.Fragment(b, s.t.cfg.MaxMessageSize, s.fragID) {
 			if o.To == "" {
-				err = bus.Broadcast(ctx, s.topic, part)
+				err = bus.BroadcastFrom(ctx, s.sub, s.topic, part)
 			} else {
 				err = bus.DirectBroadcast(ctx, o.To, s.topic, part)
 			}

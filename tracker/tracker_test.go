@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/gopresence/presence/pubsub"
 	"github.com/gopresence/presence/pubsub/membus"
 	"github.com/gopresence/presence/tracker"
 	"go.uber.org/goleak"
@@ -458,4 +460,57 @@ func TestX14_NoSilentUntrackAfterShutdown(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
+}
+
+// twinBus makes a membus node answer to another node's name: two live
+// nodes with one name, which real adapters refuse (natsbus and redisbus
+// check at New) but a misconfigured bus might not.
+type twinBus struct {
+	*membus.Bus
+	as string
+}
+
+func (b *twinBus) NodeName() string { return b.as }
+
+func (b *twinBus) UniqueNodeNames() bool { return false }
+
+func (b *twinBus) Subscribe(topic string, h pubsub.Handler) (pubsub.Subscription, error) {
+	return b.Bus.Subscribe(topic, func(m pubsub.Message) {
+		if m.From == b.Bus.NodeName() {
+			return // our own message
+		}
+		if m.From == b.as+"-twin" || m.From == strings.TrimSuffix(b.Bus.NodeName(), "-twin") {
+			m.From = b.as
+		}
+		h(m)
+	})
+}
+
+// X-12 at the tracker: when the bus lets a second live node with an
+// existing name through, the older node answers its first heartbeat at
+// once and the newcomer's Start fails with ErrNameTaken; the older node's
+// presences never flap.
+func TestX12_SecondNodeWithSameNameRefused(t *testing.T) {
+	ctx := context.Background()
+	net := membus.NewNetwork()
+	b1, _ := net.Join("n1")
+	b2, _ := net.Join("n1-twin")
+	defer b1.Close()
+	defer b2.Close()
+	log := &diffLog{}
+	first, _ := tracker.New(tracker.Config{Bus: &twinBus{b1, "n1"}}, log.handle)
+	if err := first.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	first.Track(ctx, "o", "t", "k", []byte(`{}`))
+	second, _ := tracker.New(tracker.Config{Bus: &twinBus{b2, "n1"}}, nil)
+	if err := second.Start(ctx); !errors.Is(err, tracker.ErrNameTaken) {
+		t.Fatalf("second n1 started: %v", err)
+	}
+	second.Close()
+	first.Sync()
+	if d := log.take(); len(d) != 1 || first.Count("t") != 1 {
+		t.Fatalf("first node flapped: %+v", d)
+	}
 }

@@ -572,17 +572,35 @@ func (s *State) merge(rctx Clock, rclouds Clouds, rvalues map[Dot]*Element) Diff
 			}
 		}
 	}
-	// 4. apply: removals first, then joins (which may overwrite).
+	// 4. apply: removals, then joins (which may overwrite). An identity
+	// that leaves and joins in the same merge (a remote update) is not
+	// deleted: the join overwrites it in one write, so that concurrent
+	// readers never see it missing (#172).
 	var diff Diff
+	var joining map[ID]bool
+	if len(joins) > 0 && len(removed) > 0 {
+		joining = make(map[ID]bool, len(joins))
+		for _, e := range joins {
+			joining[e.ID()] = true
+		}
+	}
+	var removedSet map[*Element]bool
 	for _, e := range removed {
 		if s.visible(e) {
 			diff.Leaves = append(diff.Leaves, e)
 		}
-		s.del(e)
+		if joining[e.ID()] {
+			if removedSet == nil {
+				removedSet = map[*Element]bool{}
+			}
+			removedSet[e] = true
+		} else {
+			s.del(e)
+		}
 		s.observeRemove(e.Tag) // removals are re-gossiped
 	}
 	for _, e := range joins {
-		if old := s.put(e); old != nil && s.visible(old) {
+		if old := s.put(e); old != nil && !removedSet[old] && s.visible(old) {
 			diff.Leaves = append(diff.Leaves, old)
 		}
 		if s.visible(e) {

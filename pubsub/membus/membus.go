@@ -268,3 +268,7 @@ func (b *Bus) Close() error {
 	})
 	return nil
 }
+
+// UniqueNodeNames reports that this Bus refuses a second live node with an
+// existing name (see pubsub.UniqueNames).
+func (b *Bus) UniqueNodeNames() bool { return true }

@@ -22,6 +22,9 @@ const DefaultNamespace = "presence"
 
 // Sentinel errors of New.
 var (
+	// ErrNameTaken: a live Bus of the same namespace already has
+	// Config.NodeName (node names must be unique, spec §10.1).
+	ErrNameTaken = errors.New("natsbus: node name taken by a live node")
 	// ErrNoNodeName: Config.NodeName is empty.
 	ErrNoNodeName = errors.New("natsbus: NodeName is required")
 	// ErrBadNamespace: Config.Namespace is not a valid NATS subject prefix
@@ -88,6 +91,8 @@ type Bus struct {
 	mu   sync.Mutex // guards subs
 	subs map[string][2]*nats.Subscription
 
+	idSub *nats.Subscription // answers "is this name taken?"
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	malformed atomic.Uint64
@@ -141,6 +146,27 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 		}
 		b.nc, b.ownConn = nc, true
 	}
+	// Node names are unique: ask whether a live Bus answers for ours, then
+	// answer for it ourselves. No responder comes back at once
+	// (ErrNoResponders); a live one answers within a round trip.
+	idSubj := ns + ".id." + escapeToken(cfg.NodeName)
+	rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	_, err := b.nc.RequestWithContext(rctx, idSubj, nil)
+	cancel()
+	if err == nil {
+		if b.ownConn {
+			b.nc.Close()
+		}
+		return nil, fmt.Errorf("%w: %q", ErrNameTaken, cfg.NodeName)
+	}
+	sub, err := b.nc.Subscribe(idSubj, func(m *nats.Msg) { m.Respond([]byte(cfg.NodeName)) })
+	if err != nil {
+		if b.ownConn {
+			b.nc.Close()
+		}
+		return nil, err
+	}
+	b.idSub = sub
 	go b.receive()
 	return b, nil
 }
@@ -383,6 +409,9 @@ func (b *Bus) Close() error {
 		b.reg.Close()
 		close(b.stop)
 		<-b.done
+		if b.idSub != nil {
+			_ = b.idSub.Unsubscribe()
+		}
 		if b.ownConn {
 			_ = b.nc.FlushTimeout(time.Second)
 			b.nc.Close()
@@ -390,3 +419,7 @@ func (b *Bus) Close() error {
 	})
 	return nil
 }
+
+// UniqueNodeNames reports that this Bus refuses a second live node with an
+// existing name (see pubsub.UniqueNames).
+func (b *Bus) UniqueNodeNames() bool { return true }

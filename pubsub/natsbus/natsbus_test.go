@@ -135,15 +135,17 @@ func TestCloseKeepsCallerConn(t *testing.T) {
 	if _, err := b.Subscribe("t", func(pubsub.Message) {}); err != nil {
 		t.Fatal(err)
 	}
-	if n := nc.NumSubscriptions(); n != 2 {
-		t.Errorf("NumSubscriptions = %d, want 2 (broadcast and direct subject)", n)
+	// broadcast and direct subject, the node-name responder, and nats.go's
+	// shared reply inbox (made by the name check's request)
+	if n := nc.NumSubscriptions(); n != 4 {
+		t.Errorf("NumSubscriptions = %d, want 4", n)
 	}
 	b.Close()
 	if nc.IsClosed() {
 		t.Fatal("Close closed the caller's connection")
 	}
-	if n := nc.NumSubscriptions(); n != 0 {
-		t.Errorf("after Close: NumSubscriptions = %d, want 0", n)
+	if n := nc.NumSubscriptions(); n != 1 { // nats.go's reply inbox stays with the connection
+		t.Errorf("after Close: NumSubscriptions = %d, want 1", n)
 	}
 }
 
@@ -275,4 +277,24 @@ func BenchmarkBroadcast(b *testing.B) {
 			b.ReportMetric(float64(len(pub.NodeName())+2), "envelope-B/msg")
 		})
 	}
+}
+
+// a second live Bus with an existing node name is refused; once the
+// first closes, the name is free again.
+func TestNameTaken(t *testing.T) {
+	srv := startServer(t, natsembed.Config{})
+	ctx := context.Background()
+	b1, err := natsbus.New(ctx, natsbus.Config{URL: srv.ClientURL(), NodeName: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := natsbus.New(ctx, natsbus.Config{URL: srv.ClientURL(), NodeName: "n1"}); !errors.Is(err, natsbus.ErrNameTaken) {
+		t.Fatalf("second n1: %v", err)
+	}
+	b1.Close()
+	b2, err := natsbus.New(ctx, natsbus.Config{URL: srv.ClientURL(), NodeName: "n1"})
+	if err != nil {
+		t.Fatalf("n1 after the first closed: %v", err)
+	}
+	b2.Close()
 }

@@ -24,6 +24,10 @@ const DefaultURL = "redis://127.0.0.1:6379"
 // ErrNoNodeName is returned by New when Config.NodeName is empty.
 var ErrNoNodeName = errors.New("redisbus: NodeName is required")
 
+// ErrNameTaken is returned by New when a live Bus of the same namespace
+// already has Config.NodeName (node names must be unique, spec §10.1).
+var ErrNameTaken = errors.New("redisbus: node name taken by a live node")
+
 // Config configures a Bus. NodeName is required; every other zero field
 // means its documented default.
 type Config struct {
@@ -121,6 +125,21 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 			return nil, fmt.Errorf("redisbus: %w", err)
 		}
 		b.client, b.ownClient = redis.NewClient(opt), true
+	}
+	// Node names are unique: a live Bus of ours holds a subscription to its
+	// node channel.
+	n, err := b.client.PubSubNumSub(ctx, b.nChan+b.name).Result()
+	if err != nil {
+		if b.ownClient {
+			_ = b.client.Close()
+		}
+		return nil, fmt.Errorf("redisbus: %w", err)
+	}
+	if n[b.nChan+b.name] > 0 {
+		if b.ownClient {
+			_ = b.client.Close()
+		}
+		return nil, fmt.Errorf("%w: %q", ErrNameTaken, cfg.NodeName)
 	}
 	b.reg = dispatch.New(dispatch.Config{MaxPending: cfg.MaxPending, Logger: log})
 
@@ -272,3 +291,7 @@ func (b *Bus) Close() error {
 	})
 	return nil
 }
+
+// UniqueNodeNames reports that this Bus refuses a second live node with an
+// existing name (see pubsub.UniqueNames).
+func (b *Bus) UniqueNodeNames() bool { return true }

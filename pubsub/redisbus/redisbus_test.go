@@ -175,3 +175,23 @@ func BenchmarkBroadcast(b *testing.B) {
 	}
 	b.ReportMetric(float64(4+len("pub")+len(topic)), "envelope-B/msg")
 }
+
+// a second live Bus with an existing node name is refused; once the
+// first closes, the name is free again.
+func TestNameTaken(t *testing.T) {
+	srv := startRedis(t, 0)
+	ctx := context.Background()
+	b1, err := redisbus.New(ctx, redisbus.Config{URL: srv.url(), NodeName: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := redisbus.New(ctx, redisbus.Config{URL: srv.url(), NodeName: "n1"}); !errors.Is(err, redisbus.ErrNameTaken) {
+		t.Fatalf("second n1: %v", err)
+	}
+	b1.Close()
+	b2, err := redisbus.New(ctx, redisbus.Config{URL: srv.url(), NodeName: "n1"})
+	if err != nil {
+		t.Fatalf("n1 after the first closed: %v", err)
+	}
+	b2.Close()
+}
