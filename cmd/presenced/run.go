@@ -183,19 +183,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer embedded.Close()
 		log.Info("embedded NATS", "client", embedded.ClientURL(), "cluster", embedded.ClusterURL())
-		b, err := natsbus.New(ctx, natsbus.Config{URL: embedded.ClientURL(), NodeName: o.node, Namespace: o.namespace, Logger: log})
+		b, err := retryName(ctx, log, func() (pubsub.Bus, error) {
+			return natsbus.New(ctx, natsbus.Config{URL: embedded.ClientURL(), NodeName: o.node, Namespace: o.namespace, Logger: log})
+		})
 		if err != nil {
 			return err
 		}
 		bus = b
 	case o.natsURL != "":
-		b, err := natsbus.New(ctx, natsbus.Config{URL: o.natsURL, NodeName: o.node, Namespace: o.namespace, Logger: log})
+		b, err := retryName(ctx, log, func() (pubsub.Bus, error) {
+			return natsbus.New(ctx, natsbus.Config{URL: o.natsURL, NodeName: o.node, Namespace: o.namespace, Logger: log})
+		})
 		if err != nil {
 			return err
 		}
 		bus = b
 	case o.redisURL != "":
-		b, err := redisbus.New(ctx, redisbus.Config{URL: o.redisURL, NodeName: o.node, Namespace: o.namespace, Logger: log})
+		b, err := retryName(ctx, log, func() (pubsub.Bus, error) {
+			return redisbus.New(ctx, redisbus.Config{URL: o.redisURL, NodeName: o.node, Namespace: o.namespace, Logger: log})
+		})
 		if err != nil {
 			return err
 		}
@@ -308,6 +314,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	srv.Shutdown(sctx)
 	<-hsDone
 	return err
+}
+
+// retryName joins the bus, waiting up to 10 s while our node name is still
+// held by a live node: after a crash and a quick restart, the previous
+// incarnation's subscription may take a moment to vanish. A name held for
+// longer belongs to another live node: refuse to start (spec §10.1).
+func retryName(ctx context.Context, log *slog.Logger, join func() (pubsub.Bus, error)) (pubsub.Bus, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := join()
+		if err == nil || !(errors.Is(err, natsbus.ErrNameTaken) || errors.Is(err, redisbus.ErrNameTaken)) || time.Now().After(deadline) {
+			return b, err
+		}
+		log.Warn("node name in use by a live node; waiting in case it is our previous incarnation", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func orDefault(s, d string) string {

@@ -1,0 +1,136 @@
+// Command presence-load measures a presenced node with many WebSocket
+// clients: memory per idle joined+tracked client (idle), presence_diff
+// fan-out latency (fanout) and sustained joins per second (joins). See
+// BENCHMARKS.md ("Server") for the method and the figures.
+//
+//	go run ./cmd/presence-load -help
+//
+// Every run is bounded (-clients, -duration, -timeout) and, by default,
+// only loads a loopback address.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gopresence/presence/internal/loadtest"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "presence-load:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `Usage: presence-load -mode idle|fanout|joins [flags]
+
+Loads a presenced node (built-in presence channel on room:*, dev mode: the
+socket param user_id is the key) with cheap V2 WebSocket clients spread over
+worker processes (one process holds at most ~19k sockets here) bound to
+rotating source addresses 127.0.0.2, 127.0.0.3, … (10,000 clients each).
+The server's RSS and CPU come from /proc/<pid> of the process listening on
+the URL's port (or -server-pid).
+
+Modes:
+  idle    -clients N clients each join room:<i % rooms> with a meta (tracked),
+          answer heartbeats and stay idle; the server's RSS is sampled every
+          second for -duration and (RSS_after − RSS_before)/N is reported.
+          Start presenced fresh for this: RSS_before is read at our start.
+  fanout  -clients N watchers join -topic (no meta); one changer tracks
+          itself there and sends -changes presence:update, one per
+          -interval; each watcher times the presence_diff (changer's send →
+          watcher's read, wall clock of this machine).
+  joins   -clients N connections; -rate joins/s (each a join with a meta, so
+          a track) round robin over them for -duration, to room:j<n> over
+          -topics topics; a connection holding -max-channels leaves its
+          oldest first. Keep -rate/-clients under the server's per-connection
+          JoinRate (10/s by default). Reports joins/s, reply latency per
+          second and errors.
+
+Examples:
+  go build -o /tmp/presenced ./cmd/presenced && /tmp/presenced &
+  go run ./cmd/presence-load -mode idle -clients 10000
+  go run ./cmd/presence-load -mode fanout -clients 10000 -changes 50 -interval 500ms
+  go run ./cmd/presence-load -mode joins -clients 5000 -rate 20000 -duration 10s
+
+Flags:
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o loadtest.Options
+	var workerJob string
+	var asJSON bool
+	var duration time.Duration
+	fs := flag.NewFlagSet("presence-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.Mode, "mode", "", "idle, fanout or joins (required)")
+	fs.StringVar(&o.URL, "url", loadtest.DefaultURL, "the server's WebSocket endpoint")
+	fs.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a non-loopback -url")
+	fs.IntVar(&o.Clients, "clients", 1000, "clients (idle), watchers (fanout) or connections (joins)")
+	fs.IntVar(&o.Procs, "procs", 0, "worker processes (default: one per 15,000 clients)")
+	fs.IntVar(&o.SrcFirst, "src-first", loadtest.DefaultSrcFirst, "first source address 127.0.0.<n>; -1 binds none")
+	fs.IntVar(&o.PerIP, "per-ip", loadtest.DefaultPerIP, "clients per source address")
+	fs.IntVar(&o.Concurrency, "concurrency", loadtest.DefaultConcurrency, "dials+joins in flight per worker during setup")
+	fs.IntVar(&o.ServerPID, "server-pid", 0, "server process for RSS/CPU (0: the listener of -url's port; -1: none)")
+	fs.DurationVar(&o.Timeout, "timeout", loadtest.DefaultTimeout, "hard bound on the whole run")
+	fs.DurationVar(&duration, "duration", 10*time.Second, "idle: RSS sampling after setup; joins: how long joins are sent")
+	fs.DurationVar(&o.Heartbeat, "heartbeat", loadtest.DefaultHeartbeat, "client heartbeat period (0: none)")
+	fs.IntVar(&o.Rooms, "rooms", 100, "idle: rooms room:0..rooms-1")
+	fs.IntVar(&o.MetaPad, "meta-pad", 0, "idle: extra bytes in each meta")
+	fs.StringVar(&o.Topic, "topic", "room:fanout", "fanout: the topic")
+	fs.IntVar(&o.Changes, "changes", 50, "fanout: timed changes")
+	fs.DurationVar(&o.Interval, "interval", 250*time.Millisecond, "fanout: time between changes")
+	fs.Float64Var(&o.Rate, "rate", 20000, "joins: joins/s offered in total")
+	fs.IntVar(&o.Topics, "topics", 100000, "joins: topics joined (room:j0..)")
+	fs.IntVar(&o.MaxChannels, "max-channels", 100, "joins: channels per connection before it leaves its oldest")
+	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "joins: wait for the last replies after -duration")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	fs.StringVar(&workerJob, loadtest.WorkerFlag, "", "internal: run as a worker of this job")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if workerJob != "" {
+		var job loadtest.Job
+		if err := json.Unmarshal([]byte(workerJob), &job); err != nil {
+			return fmt.Errorf("worker job: %w", err)
+		}
+		return loadtest.RunWorker(ctx, job, os.Stdin, stdout)
+	}
+	if o.Mode == "" {
+		fs.Usage()
+		return errors.New("-mode is required")
+	}
+	o.Settle, o.Run = duration, duration
+	o.Log = stderr
+	rep, err := loadtest.Run(ctx, o)
+	if rep != nil {
+		if asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			enc.Encode(rep)
+		} else {
+			rep.Print(stdout)
+		}
+	}
+	return err
+}
