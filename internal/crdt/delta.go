@@ -47,24 +47,20 @@ func compareElements(a, b *Element) int {
 // SortElements sorts es by (topic, key, owner, tag).
 func SortElements(es []*Element) { slices.SortFunc(es, compareElements) }
 
-// dotset is a set of clocks of one replica.
-type dotset map[uint64]struct{}
-
 // Clouds maps each replica to a set of its dots.
-type Clouds map[Replica]dotset
+type Clouds map[Replica]*dotset
 
 func (c Clouds) add(d Dot) {
 	s := c[d.Replica]
 	if s == nil {
-		s = dotset{}
+		s = &dotset{}
 		c[d.Replica] = s
 	}
-	s[d.Clock] = struct{}{}
+	s.add(d.Clock)
 }
 
 func (c Clouds) has(d Dot) bool {
-	_, ok := c[d.Replica][d.Clock]
-	return ok
+	return c[d.Replica].has(d.Clock)
 }
 
 // Add puts d in the clouds.
@@ -73,11 +69,35 @@ func (c Clouds) Add(d Dot) { c.add(d) }
 // Has reports whether d is in the clouds.
 func (c Clouds) Has(d Dot) bool { return c.has(d) }
 
+// Runs lists the dots of one replica as ascending, disjoint runs
+// [lo, hi] (inclusive), the compact form the wire encoding uses.
+func (c Clouds) Runs(r Replica) [][2]uint64 {
+	s := c[r]
+	if s == nil {
+		return nil
+	}
+	out := make([][2]uint64, len(s.iv))
+	for i, iv := range s.iv {
+		out[i] = [2]uint64{iv.lo, iv.hi}
+	}
+	return out
+}
+
+// AddRun puts the dots lo..hi (inclusive) of replica r in the clouds.
+func (c Clouds) AddRun(r Replica, lo, hi uint64) {
+	s := c[r]
+	if s == nil {
+		s = &dotset{}
+		c[r] = s
+	}
+	s.addRun(lo, hi)
+}
+
 // Size is the number of dots.
 func (c Clouds) Size() int {
 	n := 0
 	for _, s := range c {
-		n += len(s)
+		n += s.len()
 	}
 	return n
 }
@@ -85,25 +105,19 @@ func (c Clouds) Size() int {
 // Dots lists the dots of one replica in ascending order.
 func (c Clouds) Dots(r Replica) []uint64 {
 	s := c[r]
-	out := make([]uint64, 0, len(s))
-	for v := range s {
+	out := make([]uint64, 0, s.len())
+	for v := range s.all() {
 		out = append(out, v)
 	}
-	slices.Sort(out)
 	return out
 }
 
 func (c Clouds) clone() Clouds {
 	out := make(Clouds, len(c))
 	for r, s := range c {
-		if len(s) == 0 {
-			continue
+		if s.len() > 0 {
+			out[r] = s.clone()
 		}
-		n := make(dotset, len(s))
-		for v := range s {
-			n[v] = struct{}{}
-		}
-		out[r] = n
 	}
 	return out
 }
@@ -132,7 +146,7 @@ func (d *Delta) Size() int { return len(d.Values) + d.Clouds.Size() }
 // dot in any cloud.
 func (d *Delta) Empty() bool {
 	for _, s := range d.Clouds {
-		if len(s) > 0 {
+		if s.len() > 0 {
 			return false
 		}
 	}
@@ -182,8 +196,13 @@ func MergeDeltas(a, b *Delta) (*Delta, bool) {
 		}
 	}
 	for r, s := range b.Clouds {
-		for v := range s {
-			out.Clouds.add(Dot{r, v})
+		if s.len() == 0 {
+			continue
+		}
+		if d := out.Clouds[r]; d != nil {
+			d.union(s)
+		} else {
+			out.Clouds[r] = s.clone()
 		}
 	}
 	return out, true
@@ -199,12 +218,21 @@ func mergeInto(a, b *Delta) {
 		}
 	}
 	for r, s := range b.Clouds {
-		for v := range s {
-			t := Dot{r, v}
-			if _, kept := b.Values[t]; !kept {
-				delete(a.Values, t)
+		if s.len() == 0 {
+			continue
+		}
+		if len(a.Values) > 0 {
+			for v := range s.all() {
+				t := Dot{r, v}
+				if _, kept := b.Values[t]; !kept {
+					delete(a.Values, t)
+				}
 			}
-			a.Clouds.add(t)
+		}
+		if d := a.Clouds[r]; d != nil {
+			d.union(s)
+		} else {
+			a.Clouds[r] = s.clone()
 		}
 	}
 	for r, v := range b.Start {
@@ -233,12 +261,8 @@ func (d *Delta) restrict(keep func(Replica) bool) *Delta {
 		}
 	}
 	for r, s := range d.Clouds {
-		if keep(r) && len(s) > 0 {
-			n := make(dotset, len(s))
-			for v := range s {
-				n[v] = struct{}{}
-			}
-			out.Clouds[r] = n
+		if keep(r) && s.len() > 0 {
+			out.Clouds[r] = s.clone()
 		}
 	}
 	return out

@@ -82,7 +82,7 @@ type sortedView struct {
 type replicaState struct {
 	ref   Replica
 	ctx   uint64
-	cloud dotset              // dots beyond ctx, not contiguous yet
+	cloud map[uint64]struct{} // dots beyond ctx, not contiguous yet
 	down  bool                // held as down: its elements are hidden
 	elems map[uint64]*Element // stored elements of a remote replica by clock
 }
@@ -537,11 +537,11 @@ func (s *State) merge(rctx Clock, rclouds Clouds, rvalues map[Dot]*Element) Diff
 			continue
 		}
 		cl := rclouds[r]
-		if len(cl) == 0 {
+		if cl.len() == 0 {
 			continue
 		}
-		if len(cl) < len(rs.elems) {
-			for v := range cl {
+		if cl.len() < len(rs.elems) {
+			for v := range cl.all() {
 				if e := rs.elems[v]; e != nil {
 					check(rs, e)
 				}
@@ -556,19 +556,28 @@ func (s *State) merge(rctx Clock, rclouds Clouds, rvalues map[Dot]*Element) Diff
 	touched := map[*replicaState]bool{}
 	for r, cl := range rclouds {
 		rs := s.reps[r]
-		if rs == nil || len(cl) == 0 {
+		if rs == nil || cl.len() == 0 {
 			continue
 		}
 		touched[rs] = true
 		if r == s.self {
 			continue // our own dots are always covered by our context
 		}
-		for v := range cl {
-			if v > rs.ctx {
+		for _, iv := range cl.iv {
+			switch {
+			case iv.hi <= rs.ctx:
+			case iv.lo <= rs.ctx+1:
+				rs.ctx = iv.hi // contiguous: what compaction would do at once
+			default:
 				if rs.cloud == nil {
-					rs.cloud = dotset{}
+					rs.cloud = map[uint64]struct{}{}
 				}
-				rs.cloud[v] = struct{}{}
+				for v := iv.lo; ; v++ {
+					rs.cloud[v] = struct{}{}
+					if v == iv.hi {
+						break
+					}
+				}
 			}
 		}
 	}
@@ -655,11 +664,9 @@ func (s *State) Extract(req Clock) *Extract {
 		}
 		x.Context[r] = rs.ctx
 		if len(rs.cloud) > 0 {
-			n := make(dotset, len(rs.cloud))
-			for v := range rs.cloud {
-				n[v] = struct{}{}
+			for _, v := range s.Cloud(r) {
+				x.Clouds.add(Dot{r, v})
 			}
-			x.Clouds[r] = n
 		}
 		if r == s.self {
 			for _, e := range s.owner1 {

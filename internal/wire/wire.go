@@ -89,8 +89,8 @@ func (e *encoder) clock(c crdt.Clock) {
 
 func (e *encoder) clouds(c crdt.Clouds) {
 	rs := make([]crdt.Replica, 0, len(c))
-	for r, s := range c {
-		if len(s) > 0 {
+	for r := range c {
+		if len(c.Runs(r)) > 0 {
 			rs = append(rs, r)
 		}
 	}
@@ -98,12 +98,19 @@ func (e *encoder) clouds(c crdt.Clouds) {
 	e.uvarint(uint64(len(rs)))
 	for _, r := range rs {
 		e.rep(r)
-		dots := c.Dots(r)
-		e.uvarint(uint64(len(dots)))
+		runs := c.Runs(r)
+		e.uvarint(uint64(len(runs)))
 		var prev uint64
-		for _, d := range dots {
-			e.uvarint(d - prev) // ascending: deltas are small
-			prev = d
+		for i, run := range runs {
+			// runs ascend and are disjoint: the gap from the previous run's
+			// end and the run's length-1 are small numbers
+			if i == 0 {
+				e.uvarint(run[0])
+			} else {
+				e.uvarint(run[0] - prev)
+			}
+			e.uvarint(run[1] - run[0])
+			prev = run[1]
 		}
 	}
 }
@@ -313,20 +320,40 @@ func (d *decoder) clock(what string) crdt.Clock {
 	return c
 }
 
+// maxDots bounds the dots one message may describe: runs make a huge
+// cloud cheap to encode, not to process.
+const maxDots = 1 << 26
+
 func (d *decoder) clouds() crdt.Clouds {
 	n := d.count("clouds", 2)
 	c := crdt.Clouds{}
+	total := uint64(0)
 	for range n {
 		r := d.rep("cloud replica")
-		k := d.count("cloud dots", 1)
+		k := d.count("cloud runs", 2)
 		var prev uint64
-		for range k {
-			v := prev + d.uvarint("dot")
+		for i := range k {
+			gap := d.uvarint("run start")
+			length := d.uvarint("run length")
 			if d.err != nil {
 				return nil
 			}
-			c.Add(crdt.Dot{Replica: r, Clock: v})
-			prev = v
+			lo := gap
+			if i > 0 {
+				lo = prev + gap
+				if gap == 0 || lo < prev {
+					d.fail("runs not ascending")
+					return nil
+				}
+			}
+			hi := lo + length
+			if hi < lo || length >= maxDots || total+length+1 > maxDots {
+				d.fail("cloud too large")
+				return nil
+			}
+			total += length + 1
+			c.AddRun(r, lo, hi)
+			prev = hi
 		}
 	}
 	return c
