@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ProcStats is what /proc tells about a process.
@@ -100,10 +101,9 @@ func FindListener(port int) (int, error) {
 		return 0, fmt.Errorf("no process listens on port %d", port)
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*")
-	self := os.Getpid()
 	for _, p := range procs {
 		pid, err := strconv.Atoi(filepath.Base(p))
-		if err != nil || pid == self {
+		if err != nil {
 			continue
 		}
 		ents, err := os.ReadDir(p + "/fd")
@@ -140,4 +140,87 @@ func SourceIPs(first, n int) ([]net.IP, error) {
 		out[i] = net.IPv4(127, byte(v>>16), byte(v>>8), byte(v))
 	}
 	return out, nil
+}
+
+// MachineCPU returns the busy and total CPU time of the machine, in
+// seconds summed over every CPU, from the first line of /proc/stat.
+func MachineCPU() (busy, total float64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, errors.New("loadtest: unexpected /proc/stat")
+	}
+	var idle float64
+	for i, s := range f[1:] {
+		v, _ := strconv.ParseFloat(s, 64)
+		if i >= 8 { // guest times are included in user already
+			break
+		}
+		total += v
+		if i == 3 || i == 4 { // idle, iowait
+			idle += v
+		}
+	}
+	return (total - idle) / clockTicks, total / clockTicks, nil
+}
+
+// CPUMeter measures, over a window, the CPU used by the machine, by the
+// server and by the load processes, in cores (CPU seconds per second).
+type CPUMeter struct {
+	server int
+	load   []int
+	t0     time.Time
+	m0     float64
+	s0     float64
+	l0     float64
+}
+
+// CPUUse is what a CPUMeter measured. Other is the machine's use by
+// processes other than the server and the load: a noisy neighbour.
+type CPUUse struct {
+	Machine float64 `json:"machine_cores"`
+	Server  float64 `json:"server_cores"`
+	Load    float64 `json:"load_cores"`
+	Other   float64 `json:"other_cores"`
+}
+
+func (u CPUUse) String() string {
+	return fmt.Sprintf("CPU (cores): machine %.2f = server %.2f + load tool %.2f + other %.2f",
+		u.Machine, u.Server, u.Load, u.Other)
+}
+
+// StartCPUMeter starts a window; server may be ≤ 0 (unknown).
+func StartCPUMeter(server int, load []int) *CPUMeter {
+	m := &CPUMeter{server: server, load: load, t0: time.Now()}
+	m.m0, _, _ = MachineCPU()
+	m.s0, m.l0 = m.procs()
+	return m
+}
+
+func (m *CPUMeter) procs() (server, load float64) {
+	if m.server > 0 {
+		if st, err := ReadProc(m.server); err == nil {
+			server = st.CPUTime
+		}
+	}
+	for _, p := range m.load {
+		if st, err := ReadProc(p); err == nil {
+			load += st.CPUTime
+		}
+	}
+	return server, load
+}
+
+// Stop ends the window.
+func (m *CPUMeter) Stop() CPUUse {
+	d := time.Since(m.t0).Seconds()
+	mc, _, _ := MachineCPU()
+	s, l := m.procs()
+	u := CPUUse{Machine: (mc - m.m0) / d, Server: (s - m.s0) / d, Load: (l - m.l0) / d}
+	u.Other = max(0, u.Machine-u.Server-u.Load)
+	return u
 }

@@ -97,6 +97,8 @@ type WorkerHandle struct {
 	In   io.WriteCloser
 	Out  io.Reader
 	Wait func() error
+	// PID is the worker's process (0: this process), for CPU figures.
+	PID int
 }
 
 // Spawner starts one worker for job.
@@ -135,7 +137,7 @@ func ExecSpawner(path string) Spawner {
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}
-		return &WorkerHandle{In: in, Out: out, Wait: cmd.Wait}, nil
+		return &WorkerHandle{In: in, Out: out, Wait: cmd.Wait, PID: cmd.Process.Pid}, nil
 	}
 }
 
@@ -211,8 +213,19 @@ type FanoutReport struct {
 	// Complete: per change, the latency of its last subscriber.
 	Complete Dist `json:"complete"`
 	Missing  int  `json:"missing"` // deliveries that never came
-	// ServerCPU is the server's CPU use during the changes, in cores.
-	ServerCPU float64 `json:"server_cpu_cores"`
+	// Extra counts deliveries beyond one per subscriber and change.
+	Extra int `json:"extra"`
+	// PerChange lists, for each change, its deliveries and the latency of
+	// its last one (ms).
+	PerChange []ChangeStat `json:"per_change"`
+	// CPU is the machine's CPU use during the changes.
+	CPU CPUUse `json:"cpu"`
+}
+
+// ChangeStat is one fanout change.
+type ChangeStat struct {
+	Deliveries int     `json:"deliveries"`
+	Last       float64 `json:"last_ms"`
 }
 
 // JoinsReport is the join throughput measurement.
@@ -231,7 +244,7 @@ type JoinsReport struct {
 	LastReplyAt Duration       `json:"last_reply_at"`
 	Latency     Dist           `json:"latency"`
 	Windows     []JoinWindow   `json:"windows"`
-	ServerCPU   float64        `json:"server_cpu_cores"`
+	CPU         CPUUse         `json:"cpu"` // over the run
 	RSSStart    int64          `json:"rss_start"`
 	RSSEnd      int64          `json:"rss_end"`
 }
@@ -245,7 +258,7 @@ type JoinWindow struct {
 	P99     float64 `json:"p99_ms"`
 	Max     float64 `json:"max_ms"`
 	RSS     int64   `json:"server_rss,omitempty"`
-	CPU     float64 `json:"server_cpu_cores,omitempty"`
+	CPU     CPUUse  `json:"cpu"`
 }
 
 type workerState struct {
@@ -454,7 +467,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	case ModeIdle:
 		rep.Idle, merr = measureIdle(ctx, &o, u, before)
 	case ModeFanout:
-		rep.Fanout, merr = runChanger(ctx, &o, u)
+		rep.Fanout, merr = runChanger(ctx, &o, u, loadPIDs(workers))
 	case ModeJoins:
 		rep.Joins, merr = runJoins(ctx, &o, workers)
 	}
@@ -486,6 +499,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		summarizeJoins(rep.Joins, results, &o)
 	}
 	return rep, merr
+}
+
+// loadPIDs are this process and the worker processes.
+func loadPIDs(workers []*workerState) []int {
+	pids := []int{os.Getpid()}
+	for _, w := range workers {
+		if w.h.PID > 0 {
+			pids = append(pids, w.h.PID)
+		}
+	}
+	return pids
 }
 
 // waitWorkers waits for a message of type typ from every worker, logging
@@ -622,7 +646,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // runChanger is the fanout's changer: it joins the topic with a meta, then
 // sends o.Changes presence:update, each meta carrying its number and send
 // time ("lt": "<n>/<unix nanos>").
-func runChanger(ctx context.Context, o *Options, u *url.URL) (*FanoutReport, error) {
+func runChanger(ctx context.Context, o *Options, u *url.URL, load []int) (*FanoutReport, error) {
 	r := &FanoutReport{Subscribers: o.Clients, Changes: o.Changes}
 	var ip net.IP
 	if o.SrcFirst > 0 && IsLoopbackHost(u.Hostname()) {
@@ -667,11 +691,7 @@ func runChanger(ctx context.Context, o *Options, u *url.URL) (*FanoutReport, err
 	if err := sleepCtx(ctx, time.Second); err != nil {
 		return r, err
 	}
-	var cpu0 ProcStats
-	if o.ServerPID > 0 {
-		cpu0, _ = ReadProc(o.ServerPID)
-	}
-	t0 := time.Now()
+	meter := StartCPUMeter(o.ServerPID, load)
 	for n := 1; n <= o.Changes; n++ {
 		ref := "c" + strconv.Itoa(n)
 		if err := c.WriteText(appendV2(nil, "c0", ref, o.Topic, "presence:update", meta(n))); err != nil {
@@ -681,11 +701,7 @@ func runChanger(ctx context.Context, o *Options, u *url.URL) (*FanoutReport, err
 			return r, err
 		}
 	}
-	if o.ServerPID > 0 {
-		if cpu1, err := ReadProc(o.ServerPID); err == nil {
-			r.ServerCPU = (cpu1.CPUTime - cpu0.CPUTime) / time.Since(t0).Seconds()
-		}
-	}
+	r.CPU = meter.Stop()
 	bad := 0
 	for n := 1; n <= o.Changes; n++ {
 		select {
@@ -726,6 +742,8 @@ func summarizeFanout(r *FanoutReport, results []*WorkerResult, subscribers int) 
 	var comp []int32
 	for n := 1; n <= r.Changes; n++ {
 		r.Missing += max(0, subscribers-count[n])
+		r.Extra += max(0, count[n]-subscribers)
+		r.PerChange = append(r.PerChange, ChangeStat{Deliveries: count[n], Last: float64(last[n]) / 1e3})
 		if count[n] > 0 {
 			comp = append(comp, last[n])
 		}
@@ -744,36 +762,34 @@ func runJoins(ctx context.Context, o *Options, workers []*workerState) (*JoinsRe
 	for _, w := range workers {
 		fmt.Fprintf(w.h.In, "%s %d\n", cmdGo, start.UnixNano())
 	}
-	var st0 ProcStats
 	if o.ServerPID > 0 {
-		st0, _ = ReadProc(o.ServerPID)
-		r.RSSStart = st0.RSS
+		if st, err := ReadProc(o.ServerPID); err == nil {
+			r.RSSStart = st.RSS
+		}
 	}
 	if err := sleepCtx(ctx, time.Until(start)); err != nil {
 		return r, err
 	}
-	prev := st0
-	prevT := time.Now()
+	load := loadPIDs(workers)
+	all := StartCPUMeter(o.ServerPID, load)
 	for s := 0; s < int((o.Run+time.Second-1)/time.Second); s++ {
+		m := StartCPUMeter(o.ServerPID, load)
 		if err := sleepCtx(ctx, time.Until(start.Add(time.Duration(s+1)*time.Second))); err != nil {
 			return r, err
 		}
-		w := JoinWindow{Second: s}
+		w := JoinWindow{Second: s, CPU: m.Stop()}
 		if o.ServerPID > 0 {
 			if st, err := ReadProc(o.ServerPID); err == nil {
-				now := time.Now()
 				w.RSS = st.RSS
-				w.CPU = (st.CPUTime - prev.CPUTime) / now.Sub(prevT).Seconds()
-				prev, prevT = st, now
 			}
 		}
 		r.Windows = append(r.Windows, w)
-		fmt.Fprintf(o.Log, "  t=%ds server RSS %s, CPU %.2f cores\n", s+1, MiB(w.RSS), w.CPU)
+		fmt.Fprintf(o.Log, "  t=%ds server RSS %s, %s\n", s+1, MiB(w.RSS), w.CPU)
 	}
+	r.CPU = all.Stop()
 	if o.ServerPID > 0 {
 		if st, err := ReadProc(o.ServerPID); err == nil {
 			r.RSSEnd = st.RSS
-			r.ServerCPU = (st.CPUTime - st0.CPUTime) / time.Since(start).Seconds()
 		}
 	}
 	return r, nil
@@ -841,21 +857,28 @@ func (rep *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "RSS per client: %s (%.0f bytes)\n", KiB(r.PerClient), r.PerClient)
 	}
 	if r := rep.Fanout; r != nil {
-		fmt.Fprintf(w, "presence_diff to %d subscribers, %d changes (server CPU %.2f cores during the changes)\n",
-			r.Subscribers, r.Changes, r.ServerCPU)
+		fmt.Fprintf(w, "presence_diff to %d subscribers, %d changes\n", r.Subscribers, r.Changes)
+		fmt.Fprintf(w, "  during the changes: %s\n", r.CPU)
 		fmt.Fprintf(w, "  every delivery:          %s\n", r.Deliveries)
 		fmt.Fprintf(w, "  last subscriber, per change: %s\n", r.Complete)
-		fmt.Fprintf(w, "  missing deliveries: %d\n", r.Missing)
+		fmt.Fprintf(w, "  missing deliveries: %d, extra: %d\n", r.Missing, r.Extra)
+		fmt.Fprintf(w, "  per change (deliveries/last ms):")
+		for _, c := range r.PerChange {
+			fmt.Fprintf(w, " %d/%.1f", c.Deliveries, c.Last)
+		}
+		fmt.Fprintln(w)
 	}
 	if r := rep.Joins; r != nil {
 		fmt.Fprintf(w, "joins: offered %.0f/s over %d connections for %s, %d topics\n", r.Offered, r.Conns, time.Duration(r.Run), r.Topics)
 		fmt.Fprintf(w, "  sent %d, ok %d, errors %d %v, unanswered %d, leaves %d\n", r.Sent, r.OK, r.Errors, r.ErrReasons, r.Unanswered, r.Leaves)
-		fmt.Fprintf(w, "  achieved %.0f joins/s (last reply at %s); server CPU %.2f cores; RSS %s → %s\n",
-			r.Achieved, time.Duration(r.LastReplyAt).Round(time.Millisecond), r.ServerCPU, MiB(r.RSSStart), MiB(r.RSSEnd))
+		fmt.Fprintf(w, "  achieved %.0f joins/s (last reply at %s); server RSS %s → %s\n",
+			r.Achieved, time.Duration(r.LastReplyAt).Round(time.Millisecond), MiB(r.RSSStart), MiB(r.RSSEnd))
+		fmt.Fprintf(w, "  during the run: %s\n", r.CPU)
 		fmt.Fprintf(w, "  join reply latency: %s\n", r.Latency)
-		fmt.Fprintf(w, "  %-4s %8s %8s %9s %9s %9s %6s\n", "sec", "sent", "replied", "p50 ms", "p99 ms", "max ms", "cpu")
+		fmt.Fprintf(w, "  %-4s %8s %8s %9s %9s %9s %7s %7s %7s\n", "sec", "sent", "replied", "p50 ms", "p99 ms", "max ms", "server", "load", "other")
 		for _, x := range r.Windows {
-			fmt.Fprintf(w, "  %-4d %8d %8d %9.2f %9.2f %9.2f %6.2f\n", x.Second, x.Sent, x.Replied, x.P50, x.P99, x.Max, x.CPU)
+			fmt.Fprintf(w, "  %-4d %8d %8d %9.2f %9.2f %9.2f %7.2f %7.2f %7.2f\n", x.Second, x.Sent, x.Replied, x.P50, x.P99, x.Max,
+				x.CPU.Server, x.CPU.Load, x.CPU.Other)
 		}
 	}
 }

@@ -359,6 +359,7 @@ func (w *worker) read(c *client) {
 	defer w.readers.Done()
 	lt := []byte(`"lt":"`)
 	joins := []byte(`"joins":`)
+	leaves := []byte(`"leaves":`)
 	for {
 		_, data, err := c.conn.ReadMessage()
 		if err != nil {
@@ -374,15 +375,21 @@ func (w *worker) read(c *client) {
 		switch w.job.Mode {
 		case ModeFanout:
 			// [null,null,"topic","presence_diff",{"joins":{"k":{"metas":[{..."lt":"<seq>/<ns>"...}]}},...}]
+			// Only the joins count (an update's leaves carry the previous
+			// meta; the changer's final leave has joins {}).
 			j := indexBytes(data, joins)
 			if j < 0 {
 				continue
 			}
-			k := indexBytes(data[j:], lt)
+			in := data[j:]
+			if l := indexBytes(in, leaves); l >= 0 {
+				in = in[:l]
+			}
+			k := indexBytes(in, lt)
 			if k < 0 {
 				continue
 			}
-			rest := data[j+k+len(lt):]
+			rest := in[k+len(lt):]
 			seq, ns, ok := parseLT(rest)
 			if !ok || seq == 0 {
 				continue
