@@ -1,0 +1,148 @@
+package phx
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkBroadcastFanout measures Server.Broadcast to n joined V2
+// WebSocket clients of one topic: one op is one broadcast (encoded once)
+// until every client has read it, over real loopback TCP in this process.
+// Metrics: ns/op is the time until the last subscriber has the frame;
+// ns/delivery that divided by n; broadcast-ns/op the time spent inside
+// Broadcast itself (encode + enqueue to every subscriber, on the caller's
+// goroutine). The clients are raw connections with one reader goroutine
+// each. n stays below 10,000: both ends of every socket are in this
+// process, which may hold 20,000 open files.
+func BenchmarkBroadcastFanout(b *testing.B) {
+	for _, n := range []int{100, 1000, 5000} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) { benchFanout(b, n) })
+	}
+}
+
+func benchFanout(b *testing.B, n int) {
+	srv, err := New(Config{Channels: []Route{{Pattern: "room:*", Channel: &testChannel{}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	addr := strings.TrimPrefix(hs.URL, "http://")
+	var (
+		received atomic.Int64
+		target   atomic.Int64
+		done     = make(chan struct{}, 1)
+		readers  sync.WaitGroup
+		conns    []net.Conn
+	)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		readers.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		hs.Close()
+	}()
+	join := []byte(`["1","1","room:bench","phx_join",{}]`)
+	for i := range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+		br := bufio.NewReaderSize(c, 4096)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			b.Fatalf("upgrade %d: %v %v", i, resp, err)
+		}
+		// A masked text frame (zero key).
+		c.Write(append([]byte{0x81, 0x80 | byte(len(join)), 0, 0, 0, 0}, join...))
+		if _, err := benchReadFrame(br, nil); err != nil { // the join's reply
+			b.Fatal(err)
+		}
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			var buf []byte
+			for {
+				var err error
+				if buf, err = benchReadFrame(br, buf); err != nil {
+					return
+				}
+				if received.Add(1) == target.Load() {
+					done <- struct{}{}
+				}
+			}
+		}()
+	}
+	if got := srv.Subscribers("room:bench"); got != n {
+		b.Fatalf("%d subscribers, want %d", got, n)
+	}
+	// A presence_diff-sized payload.
+	payload := map[string]any{
+		"joins":  map[string]any{"alice": map[string]any{"metas": []any{map[string]any{"phx_ref": "F-abc123", "status": "online", "device": "laptop"}}}},
+		"leaves": map[string]any{"alice": map[string]any{"metas": []any{map[string]any{"phx_ref": "F-abc122", "status": "away", "device": "laptop"}}}},
+	}
+	var inBroadcast time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		target.Add(int64(n))
+		t0 := time.Now()
+		if err := srv.Broadcast("room:bench", "presence_diff", payload); err != nil {
+			b.Fatal(err)
+		}
+		inBroadcast += time.Since(t0)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			b.Fatalf("received %d of %d", received.Load(), target.Load())
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
+	b.ReportMetric(float64(inBroadcast.Nanoseconds())/float64(b.N), "broadcast-ns/op")
+}
+
+// benchReadFrame reads one unfragmented, unmasked server frame into buf.
+func benchReadFrame(br *bufio.Reader, buf []byte) ([]byte, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return buf, err
+	}
+	size := uint64(hdr[1] & 0x7f)
+	switch size {
+	case 126:
+		var ext [2]byte
+		if _, err := io.ReadFull(br, ext[:]); err != nil {
+			return buf, err
+		}
+		size = uint64(binary.BigEndian.Uint16(ext[:]))
+	case 127:
+		var ext [8]byte
+		if _, err := io.ReadFull(br, ext[:]); err != nil {
+			return buf, err
+		}
+		size = binary.BigEndian.Uint64(ext[:])
+	}
+	if hdr[0]&0x0f >= 0x8 || hdr[0]&0x80 == 0 {
+		return buf, fmt.Errorf("unexpected frame %x", hdr)
+	}
+	if uint64(cap(buf)) < size {
+		buf = make([]byte, size)
+	}
+	buf = buf[:size]
+	_, err := io.ReadFull(br, buf)
+	return buf, err
+}
