@@ -11,9 +11,14 @@ import {Socket, Presence, LongPoll} from "phoenix"
 export {Socket, Presence, LongPoll, WebSocket}
 
 // PRESENCE_URL is presenced's base URL, e.g. http://127.0.0.1:41234.
-export const BASE = (process.env.PRESENCE_URL || "").replace(/\/+$/, "")
+// PRESENCE_URLS (cluster tests) lists every node's, comma-separated.
+const trim = (u) => u.trim().replace(/\/+$/, "")
+export const URLS = (process.env.PRESENCE_URLS || "").split(",").map(trim).filter(Boolean)
+export const BASE = trim(process.env.PRESENCE_URL || "") || URLS[0] || ""
 if (!BASE) throw new Error("PRESENCE_URL is not set: run these tests through `go test ./test/compat/`")
-export const SOCKET_URL = BASE.replace(/^http/, "ws") + "/socket"
+if (!URLS.length) URLS.push(BASE)
+export const socketURL = (base) => base.replace(/^http/, "ws") + "/socket"
+export const SOCKET_URL = socketURL(BASE)
 
 // A unique room per test, so tests never see each other's presences.
 export function room(name) {
@@ -56,7 +61,12 @@ const open = new Set()
 // user_id). opts are Socket options; the transport defaults to ws's
 // WebSocket (Node 20 has no global WebSocket). Resolves once it is open.
 export async function connect(user, opts = {}) {
-  const socket = new Socket(SOCKET_URL, {
+  return connectTo(BASE, user, opts)
+}
+
+// connectTo is connect to the presenced at base (one of URLS).
+export async function connectTo(base, user, opts = {}) {
+  const socket = new Socket(socketURL(base), {
     transport: WebSocket,
     params: {user_id: user},
     timeout: 5000,
@@ -153,10 +163,11 @@ export async function member(socket, topic, params) {
   return m
 }
 
-// serverView is the presence_state presenced holds for topic (its
-// loopback-only /api/v1/topics endpoint), normalised like Member.view.
-export async function serverView(topic) {
-  const res = await fetch(`${BASE}/api/v1/topics/${encodeURIComponent(topic)}`)
+// serverView is the presence_state presenced (at base, default BASE) holds
+// for topic (its loopback-only /api/v1/topics endpoint), normalised like
+// Member.view.
+export async function serverView(topic, base = BASE) {
+  const res = await fetch(`${base}/api/v1/topics/${encodeURIComponent(topic)}`, {signal: AbortSignal.timeout(5000)})
   assert.equal(res.status, 200, `GET /api/v1/topics/${topic}`)
   const state = await res.json()
   return Object.fromEntries(Object.entries(state || {}).map(([key, {metas}]) => [key, sortMetas(metas)]))
