@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -135,6 +136,7 @@ func (s *syncBuf) String() string {
 
 // server is one presenced process, restartable on the same address.
 type server struct {
+	name string
 	bin  string
 	addr string
 	args []string
@@ -152,17 +154,24 @@ func (s *server) URL() string { return "http://" + s.addr }
 // t ends, and its output is logged if t failed.
 func startServer(t *testing.T) *server {
 	t.Helper()
-	s := &server{bin: presenced(t), addr: freeAddr(t), out: &syncBuf{}}
-	s.args = []string{"--listen", s.addr, "--node", "compat", "--shutdown-timeout", "3s", "--log-level", "info"}
+	addr := freeAddr(t)
+	return launch(t, "compat", addr, []string{"--listen", addr, "--node", "compat", "--shutdown-timeout", "3s", "--log-level", "info"})
+}
+
+// launch starts presenced with args (which must make it listen on addr);
+// it is killed when t ends, and its output is logged if t failed.
+func launch(t *testing.T, name, addr string, args []string) *server {
+	t.Helper()
+	s := &server{name: name, bin: presenced(t), addr: addr, args: args, out: &syncBuf{}}
 	t.Cleanup(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.kill()
 		out := s.out.String()
 		if strings.Contains(out, "DATA RACE") {
-			t.Errorf("presenced reported a data race:\n%s", out)
+			t.Errorf("presenced %s reported a data race:\n%s", s.name, out)
 		} else if t.Failed() {
-			t.Logf("presenced output:\n%s", out)
+			t.Logf("presenced %s output:\n%s", s.name, out)
 		}
 	})
 	s.mu.Lock()
@@ -250,30 +259,105 @@ func (s *server) restart(sig syscall.Signal) error {
 	return s.start()
 }
 
-// control serves POST /restart?mode=term|kill for the Node tests
-// (PRESENCE_CONTROL_URL); it answers once presenced is healthy again.
-func control(t *testing.T, s *server) string {
+// halt stops presenced (SIGTERM: graceful; SIGKILL: a crash) and leaves it
+// stopped.
+func (s *server) halt(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.running() {
+		return errors.New("presenced is not running")
+	}
+	return s.stop(sig)
+}
+
+// resume starts a halted presenced again, same address and arguments.
+func (s *server) resume() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running() {
+		return errors.New("presenced is already running")
+	}
+	return s.start()
+}
+
+// running reports whether the current run is alive; s.mu is held.
+func (s *server) running() bool {
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// control serves, for the Node tests (PRESENCE_CONTROL_URL), on the
+// servers given (node=I picks servers[I], default 0):
+//
+//	POST /restart?mode=term|kill&node=I  stop presenced and start it again
+//	POST /stop?mode=term|kill&node=I     stop it and leave it stopped
+//	POST /start?node=I                   start a stopped one again
+//
+// Each answers once done: /restart and /start once presenced is healthy.
+func control(t *testing.T, servers ...*server) string {
 	t.Helper()
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /restart", func(w http.ResponseWriter, r *http.Request) {
-		sig := syscall.SIGTERM
+	pick := func(w http.ResponseWriter, r *http.Request) (*server, bool) {
+		i := 0
+		if v := r.URL.Query().Get("node"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n >= len(servers) {
+				http.Error(w, fmt.Sprintf("node must be 0..%d", len(servers)-1), http.StatusBadRequest)
+				return nil, false
+			}
+			i = n
+		}
+		return servers[i], true
+	}
+	signal := func(w http.ResponseWriter, r *http.Request) (syscall.Signal, bool) {
 		switch m := r.URL.Query().Get("mode"); m {
 		case "", "term":
+			return syscall.SIGTERM, true
 		case "kill":
-			sig = syscall.SIGKILL
+			return syscall.SIGKILL, true
 		default:
 			http.Error(w, "mode must be term or kill", http.StatusBadRequest)
-			return
+			return 0, false
 		}
-		start := time.Now()
-		if err := s.restart(sig); err != nil {
-			t.Errorf("restarting presenced (%v): %v", sig, err)
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
+	}
+	// handle runs op on the chosen server, under the mode's signal when
+	// withSig, and answers with its outcome.
+	handle := func(what string, withSig bool, op func(*server, syscall.Signal) error) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			s, ok := pick(w, r)
+			if !ok {
+				return
+			}
+			var sig syscall.Signal
+			if withSig {
+				if sig, ok = signal(w, r); !ok {
+					return
+				}
+			}
+			start := time.Now()
+			if err := op(s, sig); err != nil {
+				t.Errorf("harness: %s presenced %s (%v): %v", what, s.name, sig, err)
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			if withSig {
+				t.Logf("harness: presenced %s %s after %v in %v", s.name, what, sig, time.Since(start).Round(time.Millisecond))
+			} else {
+				t.Logf("harness: presenced %s %s in %v", s.name, what, time.Since(start).Round(time.Millisecond))
+			}
+			fmt.Fprintln(w, what)
 		}
-		t.Logf("harness: presenced restarted after %v in %v", sig, time.Since(start).Round(time.Millisecond))
-		fmt.Fprintln(w, "restarted")
-	})
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /restart", handle("restarted", true, (*server).restart))
+	mux.HandleFunc("POST /stop", handle("stopped", true, (*server).halt))
+	mux.HandleFunc("POST /start", handle("started", false, func(s *server, _ syscall.Signal) error { return s.resume() }))
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
 	return ts.URL
