@@ -3,8 +3,10 @@ package compat
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +26,7 @@ const (
 	buildTimeout   = 3 * time.Minute // go build of presenced (cold cache, -race)
 	healthyTimeout = 15 * time.Second
 	stopTimeout    = 10 * time.Second
+	clusterTimeout = 15 * time.Second // nodes see each other up
 	nodeTimeout    = 60 * time.Second // one `node --test` run
 	nodeTestMs     = "30000"          // --test-timeout: one Node test
 )
@@ -462,4 +465,151 @@ func TestDemoPage(t *testing.T) {
 	s := startServer(t)
 	runNode(t, node, []string{"PRESENCE_URL=" + s.URL(), "PRESENCE_CONTROL_URL=" + control(t, s),
 		"PRESENCE_COMPAT_OUT=" + outDir, "CHROMIUM=" + chromium}, "browser.test.mjs")
+}
+
+// clusterTimings are short, so that a killed node's presences leave within
+// about a second and the test stays quick. An idle node heartbeats every
+// MaxSilentPeriods+1 = 11 broadcast periods (docs/design.md), which must
+// stay under the down period: with 100ms that is 1.1 s > 1 s and live idle
+// peers flap down and up (their users leave and rejoin), so 50ms (550 ms).
+var clusterTimings = []string{"--broadcast-period", "50ms", "--down-period", "1s", "--permdown-period", "3s",
+	"--flush-interval", "5ms", "--shutdown-timeout", "3s", "--log-level", "info"}
+
+// startCluster starts n presenced nodes, n1…nN, on loopback; each embeds a
+// NATS server routed to the others' (a NATS cluster, no external service).
+// It returns once every node sees the others up.
+func startCluster(t *testing.T, n int) []*server {
+	t.Helper()
+	addrs := reserveAddrs(t, 3*n) // per node: HTTP, NATS clients, NATS routes
+	routes := make([]string, n)
+	for i := range n {
+		routes[i] = "nats-route://" + addrs[3*i+2]
+	}
+	servers := make([]*server, n)
+	for i := range n {
+		name, addr := fmt.Sprintf("n%d", i+1), addrs[3*i]
+		others := append(append([]string{}, routes[:i]...), routes[i+1:]...)
+		args := append([]string{"--node", name, "--listen", addr, "--nats-embed", "--nats-listen", addrs[3*i+1],
+			"--nats-cluster-listen", addrs[3*i+2], "--nats-routes", strings.Join(others, ",")}, clusterTimings...)
+		servers[i] = launch(t, name, addr, args)
+	}
+	waitCluster(t, servers)
+	return servers
+}
+
+// reserveAddrs returns n distinct free loopback addresses whose ports lie
+// below the kernel's ephemeral range. freeAddr's ports come from that range,
+// so between the check and presenced's bind a random port (--nats-listen
+// :0) or an outgoing connection (route redials while a node is down) can
+// take one; the kernel never hands these out. The n listeners are held
+// together until all are found, so the ports are distinct.
+func reserveAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	lo := 32768 // Linux's default start of the range; below macOS's too
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				lo = v
+			}
+		}
+	}
+	const base = 10000
+	if lo-base < 1000 {
+		addrs := make([]string, n) // no room below the range: best effort
+		for i := range addrs {
+			addrs[i] = freeAddr(t)
+		}
+		return addrs
+	}
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	addrs := make([]string, 0, n)
+	for tries := 0; len(addrs) < n; tries++ {
+		if tries > 1000 {
+			t.Fatalf("no %d free loopback ports in [%d, %d)", n, base, lo)
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+rand.IntN(lo-base)))
+		if err != nil {
+			continue
+		}
+		held = append(held, l)
+		addrs = append(addrs, l.Addr().String())
+	}
+	return addrs
+}
+
+// waitCluster waits (bounded) until every server's /api/v1/cluster lists
+// every other server's node as up.
+func waitCluster(t *testing.T, servers []*server) {
+	t.Helper()
+	client := &http.Client{Timeout: time.Second}
+	up := func(s *server) (map[string]bool, error) {
+		resp, err := client.Get(s.URL() + "/api/v1/cluster")
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		var c struct {
+			Replicas []struct {
+				Name   string `json:"name"`
+				Status string `json:"status"`
+				Self   bool   `json:"self"`
+			} `json:"replicas"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+			return nil, err
+		}
+		out := map[string]bool{}
+		for _, r := range c.Replicas {
+			if !r.Self && r.Status == "up" {
+				out[r.Name] = true
+			}
+		}
+		return out, nil
+	}
+	start := time.Now()
+	deadline := start.Add(clusterTimeout)
+	for {
+		var missing []string
+		for _, s := range servers {
+			seen, err := up(s)
+			if err != nil {
+				missing = append(missing, fmt.Sprintf("%s: %v", s.name, err))
+				continue
+			}
+			for _, o := range servers {
+				if o != s && !seen[o.name] {
+					missing = append(missing, fmt.Sprintf("%s does not see %s up", s.name, o.name))
+				}
+			}
+		}
+		if len(missing) == 0 {
+			t.Logf("harness: cluster of %d formed in %v", len(servers), time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster not formed within %v: %s", clusterTimeout, strings.Join(missing, "; "))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPhoenixJSCluster: phoenix.js clients connected to different nodes of
+// a three-node cluster (embedded NATS, routed) see one presence set, updates
+// and leaves cross nodes, and a node killed with SIGKILL makes its users
+// leave for the others, then rejoin once it is back (cluster.test.mjs,
+// PRESENCE_URLS = the nodes' URLs, PRESENCE_CONTROL_URL with node=I).
+func TestPhoenixJSCluster(t *testing.T) {
+	node := requireNode(t)
+	servers := startCluster(t, 3)
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.URL()
+	}
+	runNode(t, node, []string{"PRESENCE_URL=" + urls[0], "PRESENCE_URLS=" + strings.Join(urls, ","),
+		"PRESENCE_CONTROL_URL=" + control(t, servers...)}, "cluster.test.mjs")
 }

@@ -9,6 +9,12 @@
 // harness: POST /restart?mode=term|kill stops presenced (SIGTERM or
 // SIGKILL) and starts it again on the same port.
 //
+// TestPhoenixJSCluster (cluster.test.mjs) starts three nodes, n1…n3, on
+// loopback, each with an embedded NATS server routed to the others', and
+// sets PRESENCE_URLS to their URLs (comma-separated, in order); its control
+// endpoint takes node=I (0-based) and also serves POST /stop?mode=term|kill
+// (the node stays down) and POST /start (same port, name and arguments).
+//
 // Requirements: node and test/compat/node_modules (`cd test/compat && npm
 // ci`), and /usr/bin/chromium for the demo page test. Missing ones skip
 // their tests, unless PRESENCE_REQUIRE_ALL=1 (CI), which makes them fail.
