@@ -105,6 +105,85 @@ type Binary []byte
 // decodeV2 decodes a V2 JSON text frame: an array of at least five
 // elements [join_ref, ref, topic, event, payload] (extra elements ignored).
 func decodeV2(data []byte) (message, error) {
+	if m, ok := decodeV2Fast(data); ok {
+		return m, nil
+	}
+	return decodeV2Slow(data)
+}
+
+// decodeV2Fast decodes the usual shape of a V2 frame without reflection:
+// refs null or plain strings, topic and event plain strings (plain: printable
+// ASCII without escapes), a payload that is valid JSON, then the closing
+// bracket. Anything else returns false and decodeV2Slow decides, so that
+// both accept exactly the same frames and decode them alike
+// (FuzzDecodeV2FastPath). It saves the reflection and allocations of
+// json.Unmarshal into []json.RawMessage on every client frame.
+func decodeV2Fast(data []byte) (message, bool) {
+	i := skipJSONSpace(data, 0)
+	if i >= len(data) || data[i] != '[' {
+		return message{}, false
+	}
+	i++
+	var raw [4][]byte
+	for k := range raw {
+		i = skipJSONSpace(data, i)
+		start := i
+		switch {
+		case k < 2 && bytes.HasPrefix(data[i:], jsonNull):
+			i += len(jsonNull)
+		case i < len(data) && data[i] == '"':
+			for i++; i < len(data) && data[i] != '"'; i++ {
+				if c := data[i]; c < 0x20 || c >= 0x7f || c == '\\' {
+					return message{}, false
+				}
+			}
+			if i >= len(data) {
+				return message{}, false
+			}
+			i++
+		default:
+			return message{}, false
+		}
+		raw[k] = data[start:i]
+		if i = skipJSONSpace(data, i); i >= len(data) || data[i] != ',' {
+			return message{}, false
+		}
+		i++
+	}
+	end := len(data)
+	for end > i && isJSONSpace(data[end-1]) {
+		end--
+	}
+	if end <= i || data[end-1] != ']' {
+		return message{}, false
+	}
+	payload := data[skipJSONSpace(data, i) : end-1]
+	for len(payload) > 0 && isJSONSpace(payload[len(payload)-1]) {
+		payload = payload[:len(payload)-1]
+	}
+	if len(payload) == 0 || !json.Valid(payload) {
+		return message{}, false
+	}
+	return message{
+		joinRef: normRef(raw[0]),
+		ref:     normRef(raw[1]),
+		topic:   string(raw[2][1 : len(raw[2])-1]),
+		event:   string(raw[3][1 : len(raw[3])-1]),
+		payload: Payload{JSON: json.RawMessage(bytes.Clone(payload))},
+	}, true
+}
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && isJSONSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// decodeV2Slow is decodeV2 by encoding/json, for every frame.
+func decodeV2Slow(data []byte) (message, error) {
 	var arr []json.RawMessage
 	if err := json.Unmarshal(data, &arr); err != nil {
 		return message{}, fmt.Errorf("%w: %v", errMalformed, err)
