@@ -29,7 +29,10 @@ type Config struct {
 	// a negative value disables early flushes (Phoenix's behaviour).
 	FlushInterval time.Duration
 	// MaxSilentPeriods is the number of idle ticks before an empty
-	// heartbeat is forced. Default 10.
+	// heartbeat is forced. Default 10 (Phoenix's). It is lowered when an
+	// idle node would heartbeat less than twice per DownPeriod (with the
+	// default down period that makes it 9: an idle heartbeat every 15 s
+	// instead of 16.5 s, so one lost heartbeat no longer takes a peer down).
 	MaxSilentPeriods int
 	// DownPeriod is the silence after which a peer is held as down (its
 	// presences hidden and reported as leaves). Default
@@ -93,6 +96,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DownPeriod <= 0 {
 		c.DownPeriod = c.BroadcastPeriod * time.Duration(c.MaxSilentPeriods) * 2
+	}
+	// An idle shard heartbeats every MaxSilentPeriods+1 ticks; if that is
+	// not at most half the down period, idle peers are taken for down and
+	// flap (one late heartbeat would do it). Lower it when needed.
+	if limit := c.DownPeriod / 2; time.Duration(c.MaxSilentPeriods+1)*c.BroadcastPeriod > limit {
+		c.MaxSilentPeriods = max(0, int(limit/c.BroadcastPeriod)-1)
 	}
 	if c.PermdownPeriod <= 0 {
 		c.PermdownPeriod = 20 * time.Minute
