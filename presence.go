@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"os"
 	"slices"
@@ -399,4 +398,3 @@ func (p *Presence) Sync() { p.tr.Sync() }
 // Replicas lists the peer replicas this node knows.
 func (p *Presence) Replicas() []tracker.ReplicaStatus { return p.tr.Replicas() }
 
-var _ = errors.New

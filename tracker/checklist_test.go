@@ -1,8 +1,6 @@
 package tracker_test
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -554,8 +552,6 @@ func TestX12_OwnNameIgnored(t *testing.T) {
 	}
 }
 
-var _ = json.Valid
-var _ = context.Background
 
 // §10.1, second difference: a heartbeat that brings a down replica up and,
 // in the same delta, removes some of its elements reports nothing for

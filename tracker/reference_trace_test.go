@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -405,5 +404,4 @@ func TestReferenceTraces(t *testing.T) {
 			}
 		})
 	}
-	_ = reflect.DeepEqual
 }

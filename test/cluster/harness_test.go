@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -374,7 +373,6 @@ func (p *proxy) Heal() {
 	p.mu.Unlock()
 }
 
-var _ = context.Background
 
 func listenFree() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
