@@ -397,4 +397,3 @@ func (p *Presence) Sync() { p.tr.Sync() }
 
 // Replicas lists the peer replicas this node knows.
 func (p *Presence) Replicas() []tracker.ReplicaStatus { return p.tr.Replicas() }
-

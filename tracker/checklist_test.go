@@ -552,7 +552,6 @@ func TestX12_OwnNameIgnored(t *testing.T) {
 	}
 }
 
-
 // §10.1, second difference: a heartbeat that brings a down replica up and,
 // in the same delta, removes some of its elements reports nothing for
 // them (Phoenix reports each as a join and a leave); the others join.

@@ -169,15 +169,6 @@ func (n *node) view(topic string) []string {
 	return out
 }
 
-type cluster struct {
-	replicas []struct {
-		Name   string `json:"name"`
-		Vsn    int64  `json:"vsn"`
-		Status string `json:"status"`
-		Self   bool   `json:"self"`
-	}
-}
-
 func (n *node) replicas() map[string]string {
 	resp, err := http.Get("http://" + n.http + "/api/v1/cluster")
 	if err != nil {
@@ -372,7 +363,6 @@ func (p *proxy) Heal() {
 	p.cut = false
 	p.mu.Unlock()
 }
-
 
 func listenFree() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
