@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -23,6 +24,8 @@ type lpResp struct {
 // lpDo sends one long-poll request.
 func (e *testEnv) lpDo(method string, params url.Values, token, contentType string, body string, hdr http.Header) lpResp {
 	e.t.Helper()
+	// A copy: callers pass the shared v2, which must not keep a token.
+	params = maps.Clone(params)
 	if params == nil {
 		params = url.Values{}
 	}
