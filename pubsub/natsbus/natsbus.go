@@ -149,10 +149,20 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 	// Node names are unique: ask whether a live Bus answers for ours, then
 	// answer for it ourselves. No responder comes back at once
 	// (ErrNoResponders); a live one answers within a round trip.
+	// A Bus of that name that has just closed may still answer for a
+	// moment (its unsubscription travels through the NATS cluster), so a
+	// taken name is asked again for up to a second.
 	idSubj := ns + ".id." + escapeToken(cfg.NodeName)
-	rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	_, err := b.nc.RequestWithContext(rctx, idSubj, nil)
-	cancel()
+	var err error
+	for deadline := time.Now().Add(time.Second); ; {
+		rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err = b.nc.RequestWithContext(rctx, idSubj, nil)
+		cancel()
+		if err != nil || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
 	if err == nil {
 		if b.ownConn {
 			b.nc.Close()

@@ -128,14 +128,25 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	// Node names are unique: a live Bus of ours holds a subscription to its
 	// node channel.
-	n, err := b.client.PubSubNumSub(ctx, b.nChan+b.name).Result()
-	if err != nil {
-		if b.ownClient {
-			_ = b.client.Close()
+	// A Bus of that name that has just closed may still be counted for a
+	// moment (Redis drops a closed connection's subscriptions
+	// asynchronously), so a taken name is asked again for up to a second.
+	var taken bool
+	for deadline := time.Now().Add(time.Second); ; {
+		n, err := b.client.PubSubNumSub(ctx, b.nChan+b.name).Result()
+		if err != nil {
+			if b.ownClient {
+				_ = b.client.Close()
+			}
+			return nil, fmt.Errorf("redisbus: %w", err)
 		}
-		return nil, fmt.Errorf("redisbus: %w", err)
+		taken = n[b.nChan+b.name] > 0
+		if !taken || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
 	}
-	if n[b.nChan+b.name] > 0 {
+	if taken {
 		if b.ownClient {
 			_ = b.client.Close()
 		}
