@@ -1,6 +1,9 @@
 package crdt
 
-import "slices"
+import (
+	"cmp"
+	"slices"
+)
 
 // Element is one tracked entry: (topic, owner, key) with its meta and the
 // dot that created it. Elements are immutable once created and may be
@@ -20,26 +23,17 @@ type ID struct{ Topic, Owner, Key string }
 // ID returns the element's identity.
 func (e *Element) ID() ID { return ID{e.Topic, e.Owner, e.Key} }
 
-// Less orders elements by (topic, key, owner, tag), the order of every list
-// a State returns.
+// compareElements orders elements by (topic, key, owner, tag), the order
+// of every list a State returns.
 func compareElements(a, b *Element) int {
-	if a.Topic != b.Topic {
-		if a.Topic < b.Topic {
-			return -1
-		}
-		return 1
+	if c := cmp.Compare(a.Topic, b.Topic); c != 0 {
+		return c
 	}
-	if a.Key != b.Key {
-		if a.Key < b.Key {
-			return -1
-		}
-		return 1
+	if c := cmp.Compare(a.Key, b.Key); c != 0 {
+		return c
 	}
-	if a.Owner != b.Owner {
-		if a.Owner < b.Owner {
-			return -1
-		}
-		return 1
+	if c := cmp.Compare(a.Owner, b.Owner); c != 0 {
+		return c
 	}
 	return a.Tag.Compare(b.Tag)
 }

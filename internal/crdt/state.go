@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -759,18 +760,14 @@ func (ts *topicSet) view() []*Element {
 	return out
 }
 
+// compareOwnerKey orders a topic's elements by (owner, key, tag): owners
+// are minted in creation order, so a key's metas list in join order.
 func compareOwnerKey(a, b *Element) int {
-	if a.Owner != b.Owner {
-		if a.Owner < b.Owner {
-			return -1
-		}
-		return 1
+	if c := cmp.Compare(a.Owner, b.Owner); c != 0 {
+		return c
 	}
-	if a.Key != b.Key {
-		if a.Key < b.Key {
-			return -1
-		}
-		return 1
+	if c := cmp.Compare(a.Key, b.Key); c != 0 {
+		return c
 	}
 	return a.Tag.Compare(b.Tag)
 }
