@@ -1,16 +1,15 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gopresence/presence/internal/goid"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -637,7 +636,7 @@ func (e *eventQueue) close() {
 
 func (e *eventQueue) loop() {
 	defer close(e.done)
-	e.gid.Store(goroutineID())
+	e.gid.Store(goid.Get())
 	for {
 		e.mu.Lock()
 		batch, closed := e.q, e.closed
@@ -657,24 +656,8 @@ func (e *eventQueue) loop() {
 
 // wait waits for the loop to finish unless called from a callback.
 func (e *eventQueue) wait() {
-	if e.gid.Load() == goroutineID() {
+	if e.gid.Load() == goid.Get() {
 		return
 	}
 	<-e.done
-}
-
-// goroutineID returns the calling goroutine's id; used only so that Close
-// called from a callback does not wait for itself.
-func goroutineID() int64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, err := strconv.ParseInt(string(b), 10, 64)
-	if err != nil {
-		return -1
-	}
-	return id
 }

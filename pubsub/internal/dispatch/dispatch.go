@@ -17,10 +17,8 @@
 package dispatch
 
 import (
-	"bytes"
+	"github.com/gopresence/presence/internal/goid"
 	"log/slog"
-	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -193,7 +191,7 @@ func (r *Registry) Close() {
 		s.mu.Unlock()
 		if gid != 0 {
 			if self == -1 {
-				self = goroutineID()
+				self = goid.Get()
 			}
 			if gid == self {
 				continue
@@ -229,7 +227,7 @@ func (s *Sub) Unsubscribe() error {
 	r.mu.Unlock()
 	s.stop()
 	s.mu.Lock()
-	if s.calling && s.gid != goroutineID() {
+	if s.calling && s.gid != goid.Get() {
 		for s.calling {
 			s.cond.Wait()
 		}
@@ -291,7 +289,7 @@ func (s *Sub) enqueue(m pubsub.Message) bool {
 func (s *Sub) run() {
 	defer close(s.done)
 	s.mu.Lock()
-	s.gid = goroutineID()
+	s.gid = goid.Get()
 	for {
 		for s.head == len(s.queue) && !s.stopped {
 			if cap(s.queue) > 1024 {
@@ -318,21 +316,4 @@ func (s *Sub) run() {
 		s.calling = false
 		s.cond.Broadcast()
 	}
-}
-
-// goroutineID returns the id of the calling goroutine. It is used only to
-// let Unsubscribe and Close, when called from a handler, skip waiting for
-// the handler that is calling them (which would deadlock).
-func goroutineID() int64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, err := strconv.ParseInt(string(b), 10, 64)
-	if err != nil {
-		return -2
-	}
-	return id
 }

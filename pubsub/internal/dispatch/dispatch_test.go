@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"errors"
+	"github.com/gopresence/presence/internal/goid"
 	"sync"
 	"testing"
 	"time"
@@ -85,12 +86,12 @@ func TestQueueReuse(t *testing.T) {
 }
 
 func TestGoroutineID(t *testing.T) {
-	id := goroutineID()
+	id := goid.Get()
 	if id <= 0 {
-		t.Fatalf("goroutineID() = %d", id)
+		t.Fatalf("goid.Get() = %d", id)
 	}
 	other := make(chan int64)
-	go func() { other <- goroutineID() }()
+	go func() { other <- goid.Get() }()
 	if o := <-other; o == id || o <= 0 {
 		t.Fatalf("ids %d and %d", id, o)
 	}
