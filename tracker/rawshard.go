@@ -333,7 +333,7 @@ func (s *RawShard) Step(now time.Duration, m wire.Message) {
 			// A delta that starts beyond what we have of its sender means
 			// we missed one: ask for a transfer now rather than at the
 			// next sampling tick (once per peer until its ack or the tick).
-			if have, ok := s.state.Clocks()[m.From]; ok && m.Delta.Start[m.From] > have && !s.gapAsked[m.From.Name] {
+			if have, ok := s.state.ClockOf(m.From); ok && m.Delta.Start[m.From] > have && !s.gapAsked[m.From.Name] {
 				if s.gapAsked == nil {
 					s.gapAsked = map[string]bool{}
 				}

@@ -152,6 +152,16 @@ func (s *State) Clocks() Clock {
 	return c
 }
 
+// ClockOf returns r's entry of Clocks (its context, unless r is held as
+// down) without building the whole map.
+func (s *State) ClockOf(r Replica) (uint64, bool) {
+	rs := s.reps[r]
+	if rs == nil || rs.down {
+		return 0, false
+	}
+	return rs.ctx, true
+}
+
 // Knows reports whether r has a context entry.
 func (s *State) Knows(r Replica) bool { _, ok := s.reps[r]; return ok }
 

@@ -89,19 +89,20 @@ func (e *encoder) clock(c crdt.Clock) {
 
 func (e *encoder) clouds(c crdt.Clouds) {
 	rs := make([]crdt.Replica, 0, len(c))
+	runs := make(map[crdt.Replica][][2]uint64, len(c))
 	for r := range c {
-		if len(c.Runs(r)) > 0 {
+		if rr := c.Runs(r); len(rr) > 0 {
 			rs = append(rs, r)
+			runs[r] = rr
 		}
 	}
 	slices.SortFunc(rs, crdt.Replica.Compare)
 	e.uvarint(uint64(len(rs)))
 	for _, r := range rs {
 		e.rep(r)
-		runs := c.Runs(r)
-		e.uvarint(uint64(len(runs)))
+		e.uvarint(uint64(len(runs[r])))
 		var prev uint64
-		for i, run := range runs {
+		for i, run := range runs[r] {
 			// runs ascend and are disjoint: the gap from the previous run's
 			// end and the run's length-1 are small numbers
 			if i == 0 {
