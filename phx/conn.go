@@ -49,16 +49,27 @@ type conn struct {
 	closing     bool
 	closeCode   int
 	closeReason string
+	closeEcho   bool // the close answers the client's close frame
 	// kick is called (outside mu, once) when closing is first set; it must
 	// not block. The transport uses it to start tearing down.
 	kick func()
 	// abort, if set, tears the transport down at once (Server.Close).
 	abort func()
 	// spawn, if set, starts a writer goroutine (called under mu, must not
-	// block); writerActive says one runs. A writer runs only while there is
-	// something to write, so an idle connection has no writer goroutine.
+	// block); writerActive says one runs, or that a goroutine is writing
+	// through direct. A writer runs only while there is something to
+	// write, so an idle connection has no writer goroutine.
 	spawn        func()
 	writerActive bool
+	// direct, if set, writes without blocking (see rawWriter): flush uses
+	// it to write queued frames from the calling goroutine.
+	direct func([]byte) (int, error)
+	// partial is the unwritten rest of a frame a direct write cut; the
+	// writer sends it before anything else, the close frame included.
+	partial []byte
+	// handling is set while the reader handles a frame: what the handler
+	// queues (a reply, presence_state…) is written in one write after it.
+	handling bool
 }
 
 func newConn(srv *Server, transport string, ser serializer, ident Identity) *conn {
@@ -78,22 +89,93 @@ func newConn(srv *Server, transport string, ser serializer, ident Identity) *con
 	return c
 }
 
-// signal tells the transport that the queue is non-empty or closing was
-// set. With a spawn hook (WebSocket) it starts the writer when none runs;
-// otherwise it wakes whoever waits on notify (a long-poll GET). c.mu must
-// be held when spawn is set.
+// signal tells a long-poll transport that the queue is non-empty or
+// closing was set: it wakes whoever waits on notify (a poll). A WebSocket
+// is written by flush, which the callers run after unlocking c.mu.
 func (c *conn) signal() {
 	if c.spawn != nil {
-		if !c.writerActive {
-			c.writerActive = true
-			c.spawn()
-		}
 		return
 	}
 	select {
 	case c.notify <- struct{}{}:
 	default:
 	}
+}
+
+// unlock releases c.mu, runs the kick hook if closing was just set, and
+// flushes the output.
+func (c *conn) unlock() {
+	kick := c.takeKickLocked()
+	c.mu.Unlock()
+	if kick != nil {
+		kick()
+	}
+	c.flush()
+}
+
+// flush gets a WebSocket's queued frames written. When no writer runs and
+// the reader is not handling a frame, the calling goroutine writes them
+// itself, all in one non-blocking write, and starts a writer goroutine only
+// for what the socket did not take (or to close). This saves a goroutine
+// start per frame, and turns a join's reply and presence_state into one
+// write(2). Without direct (TLS) a writer goroutine does it all.
+func (c *conn) flush() {
+	c.mu.Lock()
+	if c.spawn == nil || c.writerActive || (c.handling && !c.closing) {
+		c.mu.Unlock()
+		return
+	}
+	if c.closing || c.partial != nil || c.direct == nil {
+		if c.closing || c.partial != nil || len(c.queue) > 0 {
+			c.writerActive = true
+			c.spawn()
+		}
+		c.mu.Unlock()
+		return
+	}
+	q := c.queue
+	if len(q) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.queue = nil
+	c.writerActive = true
+	c.mu.Unlock()
+
+	var buf []byte
+	var sp *[]byte
+	if len(q) == 1 && q[0].wire != nil {
+		buf = q[0].wire // a broadcast: shared bytes, written as they are
+	} else {
+		sp = scratch.Get().(*[]byte)
+		buf = (*sp)[:0]
+		for _, f := range q {
+			buf = appendWire(buf, f)
+		}
+	}
+	n, err := c.direct(buf)
+
+	c.mu.Lock()
+	switch {
+	case err != nil:
+		c.setClosingLocked(0, "") // the writer closes the socket
+	case n < len(buf):
+		rest := buf[n:]
+		if sp != nil {
+			rest = append([]byte(nil), rest...)
+		}
+		c.partial = rest
+	}
+	if sp != nil && cap(buf) <= maxScratch {
+		*sp = buf[:0]
+		scratch.Put(sp)
+	}
+	if c.partial != nil || c.closing || len(c.queue) > 0 {
+		c.spawn() // writerActive stays set
+	} else {
+		c.writerActive = false
+	}
+	c.mu.Unlock()
 }
 
 // enqueueLocked queues f; c.mu must be held. It returns false if the frame
@@ -115,17 +197,12 @@ func (c *conn) enqueueLocked(f frame) bool {
 func (c *conn) enqueue(f frame) bool {
 	c.mu.Lock()
 	ok := c.enqueueLocked(f)
-	kick := c.takeKickLocked()
-	c.mu.Unlock()
-	if kick != nil {
-		kick()
-	}
+	c.unlock()
 	return ok
 }
 
 // setClosingLocked marks the connection closing with a code and reason;
-// the first call wins. c.mu must be held; callers run takeKickLocked and
-// call the kick after unlocking.
+// the first call wins. c.mu must be held; callers release it with unlock.
 func (c *conn) setClosingLocked(code int, reason string) {
 	if c.closing {
 		return
@@ -134,6 +211,13 @@ func (c *conn) setClosingLocked(code int, reason string) {
 	c.closeCode, c.closeReason = code, reason
 	c.queue = nil
 	c.signal()
+}
+
+// echoed reports whether the close being sent answers the client's.
+func (c *conn) echoed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeEcho
 }
 
 // takeKickLocked returns the kick hook once, after closing was set.
@@ -151,11 +235,7 @@ func (c *conn) takeKickLocked() func() {
 func (c *conn) closeWith(code int, reason string) {
 	c.mu.Lock()
 	c.setClosingLocked(code, reason)
-	kick := c.takeKickLocked()
-	c.mu.Unlock()
-	if kick != nil {
-		kick()
-	}
+	c.unlock()
 }
 
 // takeQueue removes and returns every queued frame, with the closing
@@ -185,11 +265,7 @@ func (c *conn) deliver(s *Socket, f frame) bool {
 	case sockJoined:
 		ok = c.enqueueLocked(f)
 	}
-	kick := c.takeKickLocked()
-	c.mu.Unlock()
-	if kick != nil {
-		kick()
-	}
+	c.unlock()
 	return ok
 }
 
@@ -363,11 +439,7 @@ func (c *conn) join(m message, old *Socket) {
 	}
 	s.pending = nil
 	s.state = sockJoined
-	kick := c.takeKickLocked()
-	c.mu.Unlock()
-	if kick != nil {
-		kick()
-	}
+	c.unlock()
 }
 
 func (c *conn) callJoin(ch Channel, s *Socket, p Payload) (reply any, err error) {

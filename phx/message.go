@@ -300,6 +300,8 @@ func (s serializer) decode(data []byte, binary bool) (message, error) {
 type frame struct {
 	data   []byte
 	binary bool
+	ctl    byte   // a WebSocket control opcode (pong, close), 0 for a message
+	wire   []byte // the whole WebSocket frame when built in advance (withWire)
 }
 
 // appendJSONString appends s as a JSON string.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,7 @@ type Server struct {
 
 	// topics: topic → joined sockets (local fan-out registry).
 	tmu    sync.RWMutex
-	topics map[string]map[*Socket]struct{}
+	topics map[string]*topicSubs
 
 	// conns: every live connection, for Shutdown and Disconnect.
 	cmu      sync.Mutex
@@ -62,7 +63,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:         c,
 		log:         c.Logger,
 		ownerPrefix: "phx:" + hex.EncodeToString(rb[:]) + ":",
-		topics:      make(map[string]map[*Socket]struct{}),
+		topics:      make(map[string]*topicSubs),
 		conns:       make(map[*conn]struct{}),
 	}
 	s.ws.init(s)
@@ -113,33 +114,73 @@ func (s *Server) unregister(c *conn) {
 	}
 }
 
+// topicSubs are a topic's local subscribers.
+type topicSubs struct {
+	set map[*Socket]struct{}
+	// list is set's members for broadcasts, built on the first broadcast
+	// after a change (nil until then) and never modified: a broadcast
+	// fans out over it without holding tmu.
+	list []*Socket
+}
+
 func (s *Server) subscribe(sock *Socket) {
 	s.tmu.Lock()
-	m := s.topics[sock.topic]
-	if m == nil {
-		m = make(map[*Socket]struct{})
-		s.topics[sock.topic] = m
+	ts := s.topics[sock.topic]
+	if ts == nil {
+		ts = &topicSubs{set: make(map[*Socket]struct{})}
+		s.topics[sock.topic] = ts
 	}
-	m[sock] = struct{}{}
+	ts.set[sock] = struct{}{}
+	ts.list = nil
 	s.tmu.Unlock()
 }
 
 func (s *Server) unsubscribe(sock *Socket) {
 	s.tmu.Lock()
-	if m := s.topics[sock.topic]; m != nil {
-		delete(m, sock)
-		if len(m) == 0 {
+	if ts := s.topics[sock.topic]; ts != nil {
+		delete(ts.set, sock)
+		ts.list = nil
+		if len(ts.set) == 0 {
 			delete(s.topics, sock.topic)
 		}
 	}
 	s.tmu.Unlock()
 }
 
+// subscribers returns the sockets joined to topic (a list not to modify).
+func (s *Server) subscribers(topic string) []*Socket {
+	s.tmu.RLock()
+	ts := s.topics[topic]
+	var list []*Socket
+	if ts != nil {
+		list = ts.list
+	}
+	s.tmu.RUnlock()
+	if ts == nil || list != nil {
+		return list
+	}
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
+	if ts = s.topics[topic]; ts == nil {
+		return nil
+	}
+	if ts.list == nil {
+		ts.list = make([]*Socket, 0, len(ts.set))
+		for sock := range ts.set {
+			ts.list = append(ts.list, sock)
+		}
+	}
+	return ts.list
+}
+
 // Subscribers returns how many sockets are joined to topic on this server.
 func (s *Server) Subscribers(topic string) int {
 	s.tmu.RLock()
 	defer s.tmu.RUnlock()
-	return len(s.topics[topic])
+	if ts := s.topics[topic]; ts != nil {
+		return len(ts.set)
+	}
+	return 0
 }
 
 // Broadcast sends event with payload to every socket joined to topic on this
@@ -159,14 +200,20 @@ func (s *Server) BroadcastFrom(from *Socket, topic, event string, payload any) e
 	return s.broadcast(topic, event, payload, from)
 }
 
+// fanoutChunk is the number of subscribers above which a broadcast is
+// written by several goroutines (one per P, each over a part of the list).
+// Most of a delivery is the write(2) to the subscriber's socket, so a large
+// fan-out uses every core instead of one.
+const fanoutChunk = 512
+
 func (s *Server) broadcast(topic, event string, payload any, from *Socket) error {
-	var enc bcast
+	enc := bcast{topic: topic, event: event}
 	if b, ok := payload.(Binary); ok {
 		f, err := encodeBinaryBroadcast(topic, event, b)
 		if err != nil {
 			return err
 		}
-		enc.bin = f
+		enc.bin = withWire(f)
 	} else {
 		p, err := marshalObject(payload)
 		if err != nil {
@@ -174,17 +221,25 @@ func (s *Server) broadcast(topic, event string, payload any, from *Socket) error
 		}
 		enc.payload = p
 	}
-	enc.topic, enc.event = topic, event
-	s.tmu.RLock()
-	defer s.tmu.RUnlock()
-	for sock := range s.topics[topic] {
-		if sock == from {
-			continue
-		}
-		if f, ok := enc.frameFor(sock.c); ok {
-			sock.c.deliver(sock, f)
-		}
+	list := s.subscribers(topic)
+	workers := min(runtime.GOMAXPROCS(0), len(list)/fanoutChunk)
+	if workers <= 1 {
+		enc.deliver(list, from)
+		return nil
 	}
+	// Frames are built before the workers share enc.
+	if enc.payload != nil {
+		enc.v1 = withWire(serV1.encodeText(nil, nil, topic, event, enc.payload))
+		enc.v2 = withWire(serV2.encodeText(nil, nil, topic, event, enc.payload))
+	}
+	var wg sync.WaitGroup
+	per := (len(list) + workers - 1) / workers
+	for i := per; i < len(list); i += per {
+		part := list[i:min(i+per, len(list))]
+		wg.Go(func() { enc.deliver(part, from) })
+	}
+	enc.deliver(list[:per], from)
+	wg.Wait()
 	return nil
 }
 
@@ -196,6 +251,19 @@ type bcast struct {
 	v1, v2       frame
 }
 
+// deliver queues the broadcast to every socket of list but from (and
+// writes it, when the connection is idle: see conn.flush).
+func (b *bcast) deliver(list []*Socket, from *Socket) {
+	for _, sock := range list {
+		if sock == from {
+			continue
+		}
+		if f, ok := b.frameFor(sock.c); ok {
+			sock.c.deliver(sock, f)
+		}
+	}
+}
+
 func (b *bcast) frameFor(c *conn) (frame, bool) {
 	if b.payload == nil {
 		if c.ser == serV1 || c.transport == transportLongPoll {
@@ -205,12 +273,12 @@ func (b *bcast) frameFor(c *conn) (frame, bool) {
 	}
 	if c.ser == serV1 {
 		if b.v1.data == nil {
-			b.v1 = serV1.encodeText(nil, nil, b.topic, b.event, b.payload)
+			b.v1 = withWire(serV1.encodeText(nil, nil, b.topic, b.event, b.payload))
 		}
 		return b.v1, true
 	}
 	if b.v2.data == nil {
-		b.v2 = serV2.encodeText(nil, nil, b.topic, b.event, b.payload)
+		b.v2 = withWire(serV2.encodeText(nil, nil, b.topic, b.event, b.payload))
 	}
 	return b.v2, true
 }

@@ -178,28 +178,31 @@ const closeGrace = 2 * time.Second
 // run is the connection's reader; the connection is gone when the last of
 // its reader goroutines returns (see readLoop).
 func (t *wsTransport) run(c *conn, ws *websocket.Conn) {
-	s := t.srv
 	wc := &wsConn{c: c, ws: ws}
 	c.mu.Lock()
 	c.spawn = func() {
 		wc.writers.Add(1)
 		go wc.writer()
 	}
-	if len(c.queue) > 0 || c.closing {
-		c.signal()
-	}
+	c.direct = rawWriter(ws.NetConn())
 	c.mu.Unlock()
+	c.flush() // anything queued or a close requested before this point
+	// Pongs and the echo of a client's close go through the queue: the
+	// server writes its frames itself (see wsframe.go), never with
+	// gorilla's writer.
 	ws.SetPingHandler(func(data string) error {
 		wc.extend()
-		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(s.cfg.WriteTimeout))
-		if errors.Is(err, websocket.ErrCloseSent) {
-			return nil
+		c.enqueue(controlFrame(opPong, []byte(data)))
+		return nil
+	})
+	ws.SetCloseHandler(func(code int, _ string) error {
+		c.mu.Lock()
+		if !c.closing {
+			c.setClosingLocked(code, "")
+			c.closeEcho = true
 		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil
-		}
-		return err
+		c.unlock()
+		return nil
 	})
 	wc.readLoop()
 }
@@ -252,7 +255,15 @@ func (wc *wsConn) readLoop() {
 			wc.readFailed(err)
 			break
 		}
-		if err := c.handleFrame(data, mt == websocket.BinaryMessage); err != nil {
+		c.mu.Lock()
+		c.handling = true
+		c.mu.Unlock()
+		err = c.handleFrame(data, mt == websocket.BinaryMessage)
+		c.mu.Lock()
+		c.handling = false
+		c.mu.Unlock()
+		c.flush()
+		if err != nil {
 			code, reason := CloseInvalidData, "malformed frame"
 			if errors.Is(err, errTooBig) {
 				code, reason = CloseMessageTooBig, "frame too big"
@@ -300,51 +311,56 @@ func (wc *wsConn) readFailed(err error) {
 }
 
 // writer drains the conn's queue onto the WebSocket and returns when it is
-// empty (the next frame starts a new writer), or performs the
+// empty (the next frame goes out by flush again), or performs the
 // server-initiated close and returns for good (writerActive stays set).
+// Each round writes everything queued in one write, under one deadline.
 func (wc *wsConn) writer() {
 	defer wc.writers.Done()
-	c, ws := wc.c, wc.ws
+	c, nc := wc.c, wc.ws.NetConn()
 	wt := c.srv.cfg.WriteTimeout
+	var buf []byte
 	for {
 		c.mu.Lock()
+		p := c.partial
 		q, closing := c.queue, c.closing
-		c.queue = nil
-		if len(q) == 0 && !closing {
+		c.partial, c.queue = nil, nil
+		var code int
+		var reason string
+		if closing {
+			code, reason = c.closeCode, c.closeReason
+		}
+		if p == nil && len(q) == 0 && !closing {
 			c.writerActive = false
 			c.mu.Unlock()
 			return
 		}
 		c.mu.Unlock()
+		buf = append(buf[:0], p...)
 		for _, f := range q {
-			mt := websocket.TextMessage
-			if f.binary {
-				mt = websocket.BinaryMessage
-			}
-			ws.SetWriteDeadline(time.Now().Add(wt))
-			if err := ws.WriteMessage(mt, f.data); err != nil {
+			buf = appendWire(buf, f)
+		}
+		if closing && code != 0 {
+			buf = appendWire(buf, frame{ctl: opClose, data: closePayload(code, reason)})
+		}
+		if len(buf) > 0 {
+			nc.SetWriteDeadline(time.Now().Add(wt))
+			if _, err := nc.Write(buf); err != nil {
 				c.closeWith(CloseGoingAway, "")
-				ws.NetConn().Close()
+				nc.Close()
 				return
 			}
 		}
 		if closing {
-			c.mu.Lock()
-			code, reason := c.closeCode, c.closeReason
-			c.mu.Unlock()
-			if code != 0 {
-				err := ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(wt))
-				if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
-					ws.NetConn().Close()
-					return
-				}
-				// Wait briefly for the client's close frame.
-				c.mu.Lock()
-				ws.SetReadDeadline(time.Now().Add(closeGrace))
-				c.mu.Unlock()
-			} else {
-				ws.NetConn().Close()
+			if code == 0 || c.echoed() {
+				// Nothing to say, or our close answered the client's:
+				// the connection is done.
+				nc.Close()
+				return
 			}
+			// Wait briefly for the client's close frame.
+			c.mu.Lock()
+			wc.ws.SetReadDeadline(time.Now().Add(closeGrace))
+			c.mu.Unlock()
 			return
 		}
 	}

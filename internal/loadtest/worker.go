@@ -131,6 +131,9 @@ func RunWorker(ctx context.Context, job Job, in io.Reader, out io.Writer) error 
 		}
 	}()
 
+	if err := w.startPollers(); err != nil {
+		return err
+	}
 	w.setup(ctx)
 	w.send(WorkerMsg{Type: "ready", Connected: int(w.connected.Load()), Joined: int(w.joined.Load()),
 		Failed: int(w.failed.Load()), Err: w.firstErr()})
@@ -171,6 +174,7 @@ wait:
 	// Close, then wait for the readers: their per-client records are
 	// only read after they are done.
 	w.closing.Store(true)
+	w.stopPollers()
 	for _, c := range w.clients {
 		if c != nil {
 			c.conn.Close()
@@ -192,6 +196,7 @@ type worker struct {
 	enc *json.Encoder
 
 	clients   []*client
+	pollers   []*poller
 	readers   sync.WaitGroup
 	connected atomic.Int64
 	joined    atomic.Int64
@@ -348,94 +353,108 @@ func (w *worker) open(ctx context.Context, i int) (*client, error) {
 		conn.SetReadDeadline(time.Time{})
 		w.joined.Add(1)
 	}
-	w.readers.Add(1)
-	go w.read(c)
+	if err := w.startReading(c); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	return c, nil
 }
 
 // read consumes everything the server sends to c until the connection
-// ends.
+// ends (the reader used where there is no poller).
 func (w *worker) read(c *client) {
 	defer w.readers.Done()
-	lt := []byte(`"lt":"`)
-	joins := []byte(`"joins":`)
-	leaves := []byte(`"leaves":`)
 	for {
 		_, data, err := c.conn.ReadMessage()
 		if err != nil {
-			if !w.closing.Load() {
-				w.lost.Add(1)
-				w.lostR.CompareAndSwap(nil, err.Error())
-			}
+			w.lose(err)
 			return
 		}
-		now := time.Now().UnixNano()
-		c.frames++
-		c.bytes += int64(len(data))
-		switch w.job.Mode {
-		case ModeFanout:
-			// [null,null,"topic","presence_diff",{"joins":{"k":{"metas":[{..."lt":"<seq>/<ns>"...}]}},...}]
-			// Only the joins count (an update's leaves carry the previous
-			// meta; the changer's final leave has joins {}).
-			j := indexBytes(data, joins)
-			if j < 0 {
-				continue
+		w.handle(c, data, time.Now().UnixNano())
+	}
+}
+
+// lose counts a connection lost during the run.
+func (w *worker) lose(err error) {
+	if !w.closing.Load() {
+		w.lost.Add(1)
+		w.lostR.CompareAndSwap(nil, err.Error())
+	}
+}
+
+var (
+	ltKey     = []byte(`"lt":"`)
+	joinsKey  = []byte(`"joins":`)
+	leavesKey = []byte(`"leaves":`)
+)
+
+// handle records one message from the server, read at now (unix nanos).
+func (w *worker) handle(c *client, data []byte, now int64) {
+	c.frames++
+	c.bytes += int64(len(data))
+	switch w.job.Mode {
+	case ModeFanout:
+		// [null,null,"topic","presence_diff",{"joins":{"k":{"metas":[{..."lt":"<seq>/<ns>"...}]}},...}]
+		// Only the joins count (an update's leaves carry the previous
+		// meta; the changer's final leave has joins {}).
+		j := indexBytes(data, joinsKey)
+		if j < 0 {
+			return
+		}
+		in := data[j:]
+		if l := indexBytes(in, leavesKey); l >= 0 {
+			in = in[:l]
+		}
+		k := indexBytes(in, ltKey)
+		if k < 0 {
+			return
+		}
+		rest := in[k+len(ltKey):]
+		seq, ns, ok := parseLT(rest)
+		if !ok || seq == 0 {
+			return
+		}
+		c.diffSeq = append(c.diffSeq, int32(seq))
+		c.diffLat = append(c.diffLat, int32(min((now-ns)/1000, 1<<31-1)))
+	case ModeJoins:
+		f, err := ParseV2(data)
+		if err != nil || f.Event != "phx_reply" || !strings.HasPrefix(f.Ref, "j") {
+			return
+		}
+		n, _ := strconv.Atoi(f.Ref[1:])
+		c.mu.Lock()
+		var p pend
+		found := false
+		for len(c.pending) > 0 {
+			p = c.pending[0]
+			c.pending = c.pending[1:]
+			if p.n == n {
+				found = true
+				break
 			}
-			in := data[j:]
-			if l := indexBytes(in, leaves); l >= 0 {
-				in = in[:l]
+		}
+		c.mu.Unlock()
+		if !found {
+			return
+		}
+		c.lastReply = now
+		if st := ReplyStatus(f.Payload); st == "ok" {
+			c.ok++
+			c.joinSentAt = append(c.joinSentAt, int32((p.sent-w.start.Load())/1000))
+			c.joinLat = append(c.joinLat, int32(min((now-p.sent)/1000, 1<<31-1)))
+		} else {
+			c.bad++
+			if c.reasons == nil {
+				c.reasons = map[string]int{}
 			}
-			k := indexBytes(in, lt)
-			if k < 0 {
-				continue
-			}
-			rest := in[k+len(lt):]
-			seq, ns, ok := parseLT(rest)
-			if !ok || seq == 0 {
-				continue
-			}
-			c.diffSeq = append(c.diffSeq, int32(seq))
-			c.diffLat = append(c.diffLat, int32(min((now-ns)/1000, 1<<31-1)))
-		case ModeJoins:
-			f, err := ParseV2(data)
-			if err != nil || f.Event != "phx_reply" || !strings.HasPrefix(f.Ref, "j") {
-				continue
-			}
-			n, _ := strconv.Atoi(f.Ref[1:])
-			c.mu.Lock()
-			var p pend
-			found := false
-			for len(c.pending) > 0 {
-				p = c.pending[0]
-				c.pending = c.pending[1:]
-				if p.n == n {
-					found = true
-					break
+			r := "?"
+			if i := indexBytes(f.Payload, []byte(`"reason":"`)); i >= 0 {
+				s := f.Payload[i+len(`"reason":"`):]
+				if e := indexBytes(s, []byte(`"`)); e >= 0 {
+					r = string(s[:e])
 				}
 			}
-			c.mu.Unlock()
-			if !found {
-				continue
-			}
-			c.lastReply = now
-			if st := ReplyStatus(f.Payload); st == "ok" {
-				c.ok++
-				c.joinSentAt = append(c.joinSentAt, int32((p.sent-w.start.Load())/1000))
-				c.joinLat = append(c.joinLat, int32(min((now-p.sent)/1000, 1<<31-1)))
-			} else {
-				c.bad++
-				if c.reasons == nil {
-					c.reasons = map[string]int{}
-				}
-				r := "?"
-				if i := indexBytes(f.Payload, []byte(`"reason":"`)); i >= 0 {
-					s := f.Payload[i+len(`"reason":"`):]
-					if e := indexBytes(s, []byte(`"`)); e >= 0 {
-						r = string(s[:e])
-					}
-				}
-				c.reasons[r]++
-			}
+			c.reasons[r]++
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -55,6 +56,7 @@ func (e *CloseError) Is(target error) bool { return target == ErrClosed }
 // reads; writes are safe from any goroutine.
 type Conn struct {
 	nc  net.Conn
+	raw int // after detach: the socket's descriptor, outside Go's netpoller; else -1
 	br  *bufio.Reader
 	msg []byte // reassembly buffer, reused
 
@@ -135,12 +137,79 @@ func Dial(ctx context.Context, o DialOptions) (*Conn, error) {
 	nc.SetDeadline(time.Time{})
 	var mb [4]byte
 	rand.Read(mb[:])
-	return &Conn{nc: nc, br: br, mask: binary.LittleEndian.Uint32(mb[:]) | 1}, nil
+	return &Conn{nc: nc, raw: -1, br: br, mask: binary.LittleEndian.Uint32(mb[:]) | 1}, nil
 }
 
 // Close closes the TCP connection at once (no close handshake: the load
 // tool ends many clients together and the server treats either the same).
-func (c *Conn) Close() error { return c.nc.Close() }
+func (c *Conn) Close() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.raw >= 0 {
+		fd := c.raw
+		c.raw = -2 // closed
+		return syscall.Close(fd)
+	}
+	if c.raw == -2 {
+		return nil
+	}
+	return c.nc.Close()
+}
+
+// detach takes the socket out of Go's network poller and returns its
+// descriptor, for a poller that reads it with read(2); writes then go
+// straight to the descriptor too. The descriptor is duplicated and the
+// net.Conn closed (which removes it from the runtime's epoll set): data
+// arriving on a socket still registered there would wake the runtime's
+// netpoll thread for every frame, work done in the sender's write(2),
+// which is the server being measured.
+func (c *Conn) detach() (int, error) {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return 0, errors.New("loadtest: connection has no descriptor")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(f uintptr) { fd, derr = syscall.Dup(int(f)) }); err != nil {
+		return 0, err
+	}
+	if derr != nil {
+		return 0, derr
+	}
+	syscall.CloseOnExec(fd)
+	c.wmu.Lock()
+	c.raw = fd
+	c.nc.Close()
+	c.wmu.Unlock()
+	return fd, nil
+}
+
+// rawWrite writes b to the detached descriptor (non-blocking: it retries
+// a full send buffer for up to timeout).
+func (c *Conn) rawWrite(b []byte, timeout time.Duration) error {
+	end := time.Now().Add(timeout)
+	for len(b) > 0 {
+		n, err := syscall.Write(c.raw, b)
+		if n > 0 {
+			b = b[n:]
+		}
+		switch {
+		case err == nil || err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			if time.Now().After(end) {
+				return errors.New("loadtest: write timeout")
+			}
+			time.Sleep(time.Millisecond)
+		default:
+			return err
+		}
+	}
+	return nil
+}
 
 // SetReadDeadline sets the deadline of the next reads.
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
@@ -178,10 +247,18 @@ func (c *Conn) write(op byte, p []byte, timeout time.Duration) error {
 		b[start+i] ^= key[i&3]
 	}
 	c.wbuf = b
-	if timeout > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	var err error
+	switch {
+	case c.raw >= 0:
+		err = c.rawWrite(b, max(timeout, time.Second))
+	case c.raw == -2:
+		err = ErrClosed
+	default:
+		if timeout > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		}
+		_, err = c.nc.Write(b)
 	}
-	_, err := c.nc.Write(b)
 	if cap(c.wbuf) > 64<<10 {
 		c.wbuf = nil
 	}

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package loadtest
+
+// Without epoll every connection has a reader goroutine.
+type poller struct{}
+
+func (w *worker) startPollers() error { return nil }
+
+func (w *worker) stopPollers() {}
+
+func (w *worker) startReading(c *client) error {
+	w.readers.Add(1)
+	go w.read(c)
+	return nil
+}

@@ -1,0 +1,216 @@
+package phx
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// onlyConn returns the server's only connection.
+func (e *testEnv) onlyConn() *conn {
+	e.t.Helper()
+	var c *conn
+	waitFor(e.t, func() bool {
+		e.srv.cmu.Lock()
+		defer e.srv.cmu.Unlock()
+		if len(e.srv.conns) != 1 {
+			return false
+		}
+		for c = range e.srv.conns {
+		}
+		return true
+	})
+	return c
+}
+
+// writeLog wraps c's direct writer and records the size of each write
+// asked and taken.
+type writeLog struct {
+	mu     sync.Mutex
+	asked  []int
+	taken  []int
+	direct func([]byte) (int, error)
+}
+
+func logWrites(c *conn, limit int) *writeLog {
+	l := &writeLog{}
+	c.mu.Lock()
+	l.direct = c.direct
+	c.direct = func(b []byte) (int, error) {
+		if limit > 0 && len(b) > limit {
+			b = b[:limit] // as a nearly full send buffer would
+		}
+		n, err := l.direct(b)
+		l.mu.Lock()
+		l.asked = append(l.asked, len(b))
+		l.taken = append(l.taken, n)
+		l.mu.Unlock()
+		return n, err
+	}
+	c.mu.Unlock()
+	return l
+}
+
+func (l *writeLog) writes() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.asked)
+}
+
+// The server frames its messages itself: payloads at every length
+// boundary of the WebSocket header (7-bit, 16-bit, 64-bit lengths), text
+// and binary, pushes, replies and broadcasts, read back intact by gorilla's
+// client.
+func TestWireFrameLengths(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxFrameSize = 1 << 20 })
+	a := e.dial("2.0.0")
+	a.sendText(`["1","1","room:w","phx_join",{}]`)
+	a.expect(`["1","1","room:w","phx_reply",{"status":"ok","response":{}}]`)
+	const envelope = len(`[null,null,"room:w","b",{"p":""}]`)
+	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 70000} {
+		pad := strings.Repeat("x", max(n-envelope, 0))
+		if err := e.srv.Broadcast("room:w", "b", map[string]string{"p": pad}); err != nil {
+			t.Fatal(err)
+		}
+		a.expect(fmt.Sprintf(`[null,null,"room:w","b",{"p":"%s"}]`, pad))
+		a.sendText(fmt.Sprintf(`["1","2","room:w","echo",{"p":"%s"}]`, pad))
+		a.expect(fmt.Sprintf(`["1","2","room:w","phx_reply",{"status":"ok","response":{"p":"%s"}}]`, pad))
+		bin := []byte(strings.Repeat("b", n))
+		if err := e.srv.Broadcast("room:w", "bin", Binary(bin)); err != nil {
+			t.Fatal(err)
+		}
+		got := a.recvBinary()
+		want, _ := encodeBinaryBroadcast("room:w", "bin", bin)
+		if string(got) != string(want.data) {
+			t.Fatalf("binary broadcast of %d bytes: got %d bytes", n, len(got))
+		}
+	}
+}
+
+// What the handling of one client frame queues goes out in one write: a
+// join's reply and the push its Join made (presence_state in the built-in
+// channel) are one write(2), not two, and no writer goroutine is needed.
+func TestHandledFrameIsOneWrite(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.dial("2.0.0")
+	a.sendText(`[null,"0","phoenix","heartbeat",{}]`)
+	a.expect(`[null,"0","phoenix","phx_reply",{"status":"ok","response":{}}]`)
+	l := logWrites(e.onlyConn(), 0)
+	a.sendText(`["1","1","room:o","phx_join",{"push":true}]`)
+	a.expect(`["1","1","room:o","phx_reply",{"status":"ok","response":{}}]`,
+		`["1",null,"room:o","joined_push",{"topic":"room:o"}]`)
+	if n := l.writes(); n != 1 {
+		t.Fatalf("%d writes for the join's reply and push, want 1", n)
+	}
+	// A broadcast to an idle connection is written by the broadcaster.
+	if err := e.srv.Broadcast("room:o", "b", map[string]int{"i": 1}); err != nil {
+		t.Fatal(err)
+	}
+	a.expect(`[null,null,"room:o","b",{"i":1}]`)
+	if n := l.writes(); n != 2 {
+		t.Fatalf("%d writes after a broadcast, want 2", n)
+	}
+}
+
+// A direct write the socket takes only part of leaves the rest to the
+// writer goroutine, before anything queued later: every frame arrives
+// whole and in order.
+func TestPartialDirectWrite(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.dial("2.0.0")
+	a.sendText(`["1","1","room:p","phx_join",{}]`)
+	a.expect(`["1","1","room:p","phx_reply",{"status":"ok","response":{}}]`)
+	l := logWrites(e.onlyConn(), 7) // every direct write is cut after 7 bytes
+	for i := range 50 {
+		if err := e.srv.Broadcast("room:p", "b", map[string]any{"i": i, "pad": strings.Repeat("y", i*10)}); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			a.sendText(fmt.Sprintf(`["1","e%d","room:p","echo",{"e":%d}]`, i, i))
+		}
+	}
+	for i := range 50 {
+		want := fmt.Sprintf(`[null,null,"room:p","b",{"i":%d,"pad":"%s"}]`, i, strings.Repeat("y", i*10))
+		got := a.recv()
+		for strings.Contains(got, "phx_reply") {
+			got = a.recv() // the echo replies interleave with the broadcasts
+		}
+		if got != want {
+			t.Fatalf("frame %d: %.80s, want %.80s", i, got, want)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cut := 0
+	for i := range l.asked {
+		if l.taken[i] < l.asked[i] || l.asked[i] == 7 {
+			cut++
+		}
+	}
+	if cut == 0 {
+		t.Fatal("no direct write was cut: the test did not test anything")
+	}
+}
+
+// A broadcast to more than fanoutChunk subscribers per core is written by
+// several goroutines: every subscriber still gets every broadcast, once,
+// in order.
+func TestLargeFanoutInOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,100 connections")
+	}
+	e := newEnv(t, nil)
+	const n, rounds = 1100, 5
+	addr := strings.TrimPrefix(e.http.URL, "http://")
+	clients := make([]*websocket.Conn, n)
+	for i := range clients {
+		ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/socket/websocket?vsn=2.0.0", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		clients[i] = ws
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(`["1","1","room:big","phx_join",{}]`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := ws.ReadMessage(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.srv.Subscribers("room:big"); got != n {
+		t.Fatalf("%d subscribers", got)
+	}
+	for r := range rounds {
+		if err := e.srv.Broadcast("room:big", "b", map[string]int{"r": r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, ws := range clients {
+		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for r := range rounds {
+			_, b, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatalf("client %d round %d: %v", i, r, err)
+			}
+			var f []json.RawMessage
+			if json.Unmarshal(b, &f) != nil || len(f) != 5 || string(f[4]) != fmt.Sprintf(`{"r":%d}`, r) {
+				t.Fatalf("client %d round %d: %s", i, r, b)
+			}
+		}
+	}
+	// Nothing more: each broadcast came once.
+	for _, ws := range clients[:20] {
+		ws.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		if _, b, err := ws.ReadMessage(); err == nil {
+			t.Fatalf("extra frame %s", b)
+		} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			t.Fatal(err)
+		}
+	}
+}
