@@ -226,4 +226,3 @@ keep:
 		pe.pend = append(pe.pend[:0], b...)
 	}
 }
-
