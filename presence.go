@@ -35,32 +35,59 @@ type Entry struct {
 }
 
 // MarshalJSON writes {"metas": [...], ...Extra}.
-func (e *Entry) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteString(`{"metas":[`)
+func (e *Entry) MarshalJSON() ([]byte, error) { return e.AppendJSON(nil), nil }
+
+// AppendJSON appends {"metas": [...], ...Extra} to b, Extra's keys sorted.
+func (e *Entry) AppendJSON(b []byte) []byte {
+	b = append(b, `{"metas":[`...)
 	for i, m := range e.Metas {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.Write(m)
+		b = append(b, m...)
 	}
-	b.WriteByte(']')
-	keys := make([]string, 0, len(e.Extra))
-	for k := range e.Extra {
-		if k != "metas" {
-			keys = append(keys, k)
+	b = append(b, ']')
+	if len(e.Extra) > 0 {
+		keys := make([]string, 0, len(e.Extra))
+		for k := range e.Extra {
+			if k != "metas" {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			b = append(b, ',')
+			b = appendKey(b, k)
+			b = append(b, ':')
+			b = append(b, e.Extra[k]...)
 		}
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		kb, _ := json.Marshal(k)
-		b.WriteByte(',')
-		b.Write(kb)
-		b.WriteByte(':')
-		b.Write(e.Extra[k])
+	return append(b, '}')
+}
+
+// size estimates the length of s's JSON (exact without escapes or Extra).
+func (s State) size() int {
+	n := 0
+	for k, e := range s {
+		n += len(k) + len(`"":{"metas":[]},`)
+		for _, m := range e.Metas {
+			n += len(m) + 1
+		}
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return n
+}
+
+// appendKey appends k as a JSON string, as encoding/json writes it.
+func appendKey(b []byte, k string) []byte {
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(k) // escapes, HTML-safe
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, k...)
+	return append(b, '"')
 }
 
 // State maps each key of a topic to its entry; json.Marshal gives the
@@ -84,18 +111,54 @@ type Diff struct {
 }
 
 // MarshalJSON writes the presence_diff payload.
-func (d Diff) MarshalJSON() ([]byte, error) {
-	j, l := d.Joins, d.Leaves
-	if j == nil {
-		j = State{}
+func (d Diff) MarshalJSON() ([]byte, error) { return d.AppendJSON(nil), nil }
+
+// AppendJSON appends the presence_diff payload to b: {"joins": {...},
+// "leaves": {...}}, keys sorted. phx encodes a Diff with it (a
+// phx.JSONAppender), without encoding/json.
+func (d Diff) AppendJSON(b []byte) []byte {
+	if b == nil {
+		b = make([]byte, 0, 32+d.Joins.size()+d.Leaves.size())
 	}
-	if l == nil {
-		l = State{}
+	b = append(b, `{"joins":`...)
+	b = d.Joins.AppendJSON(b)
+	b = append(b, `,"leaves":`...)
+	b = d.Leaves.AppendJSON(b)
+	return append(b, '}')
+}
+
+// AppendJSON appends s to b as a JSON object, keys sorted ({} when s is
+// nil): the presence_state payload. phx encodes a State with it (a
+// phx.JSONAppender), without encoding/json.
+func (s State) AppendJSON(b []byte) []byte {
+	if b == nil {
+		b = make([]byte, 0, 2+s.size())
 	}
-	return json.Marshal(struct {
-		Joins  State `json:"joins"`
-		Leaves State `json:"leaves"`
-	}{j, l})
+	b = append(b, '{')
+	switch len(s) {
+	case 0:
+	case 1:
+		for k, e := range s {
+			b = appendKey(b, k)
+			b = append(b, ':')
+			b = e.AppendJSON(b)
+		}
+	default:
+		keys := make([]string, 0, len(s))
+		for k := range s {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendKey(b, k)
+			b = append(b, ':')
+			b = s[k].AppendJSON(b)
+		}
+	}
+	return append(b, '}')
 }
 
 // FetchFunc enriches listed presences (Phoenix's fetch/2): it receives a
@@ -131,7 +194,7 @@ type Presence struct {
 	mu      sync.RWMutex
 	subs    map[string][]*subscription
 	countMu sync.Mutex
-	counts  map[string]map[string]int // topic → key → visible metas
+	counts  map[topicKey]int // (topic, key) → visible metas, while > 0
 
 	metasMu sync.Mutex
 	metas   map[string]map[string][]json.RawMessage // for HandleMetas: topic → key → metas
@@ -143,7 +206,7 @@ type subscription struct {
 
 // New builds a Presence; Start runs it.
 func New(cfg Config) (*Presence, error) {
-	p := &Presence{cfg: cfg, subs: map[string][]*subscription{}, counts: map[string]map[string]int{}}
+	p := &Presence{cfg: cfg, subs: map[string][]*subscription{}, counts: map[topicKey]int{}}
 	if cfg.Logger == nil {
 		p.cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -224,7 +287,10 @@ func (p *Presence) UntrackOwner(ctx context.Context, owner string) error {
 }
 
 func group(ps []tracker.Presence) State {
-	s := State{}
+	if len(ps) == 0 {
+		return nil
+	}
+	s := make(State, min(len(ps), 8))
 	for _, x := range ps {
 		e := s[x.Key]
 		if e == nil {
@@ -354,26 +420,40 @@ func (p *Presence) handleMetas(d tracker.Diff, out Diff) {
 func (p *Presence) count(d tracker.Diff) (online, offline []string) {
 	p.countMu.Lock()
 	defer p.countMu.Unlock()
-	keys := p.counts[d.Topic]
-	if keys == nil {
-		keys = map[string]int{}
-		p.counts[d.Topic] = keys
-	}
-	before := map[string]int{}
-	touch := func(k string, delta int) {
-		if _, ok := before[k]; !ok {
-			before[k] = keys[k]
+	keys := p.counts
+	// before holds each touched key's count before the diff. A diff
+	// touches one key or a few, so a slice does; past a few (a peer down
+	// may leave thousands) a map finds them.
+	var small [4]keyCount
+	before := small[:0]
+	var seen map[string]bool
+	for i, n := 0, len(d.Joins)+len(d.Leaves); i < n; i++ {
+		k, delta := "", 1
+		if i < len(d.Joins) {
+			k = d.Joins[i].Key
+		} else {
+			k, delta = d.Leaves[i-len(d.Joins)].Key, -1
 		}
-		keys[k] += delta
+		switch {
+		case seen != nil:
+			if !seen[k] {
+				seen[k] = true
+				before = append(before, keyCount{k, keys[topicKey{d.Topic, k}]})
+			}
+		case !slices.ContainsFunc(before, func(x keyCount) bool { return x.k == k }):
+			before = append(before, keyCount{k, keys[topicKey{d.Topic, k}]})
+			if len(before) > 8 {
+				seen = make(map[string]bool, 16)
+				for _, x := range before {
+					seen[x.k] = true
+				}
+			}
+		}
+		keys[topicKey{d.Topic, k}] += delta
 	}
-	for _, x := range d.Joins {
-		touch(x.Key, 1)
-	}
-	for _, x := range d.Leaves {
-		touch(x.Key, -1)
-	}
-	for k, b := range before {
-		a := keys[k]
+	for _, x := range before {
+		k, b := x.k, x.n
+		a := keys[topicKey{d.Topic, k}]
 		switch {
 		case b == 0 && a > 0:
 			online = append(online, k)
@@ -381,15 +461,21 @@ func (p *Presence) count(d tracker.Diff) (online, offline []string) {
 			offline = append(offline, k)
 		}
 		if a <= 0 {
-			delete(keys, k)
+			delete(keys, topicKey{d.Topic, k})
 		}
-	}
-	if len(keys) == 0 {
-		delete(p.counts, d.Topic)
 	}
 	slices.Sort(online)
 	slices.Sort(offline)
 	return online, offline
+}
+
+// topicKey is a key in a topic. One map of them costs ~50 bytes a key;
+// a map of keys per topic cost 250 bytes or more a topic.
+type topicKey struct{ topic, key string }
+
+type keyCount struct {
+	k string
+	n int
 }
 
 // Sync waits until every diff produced so far reached the subscribers.

@@ -45,6 +45,7 @@ type conn struct {
 	// mu guards the output side: queue, socket delivery states, closing.
 	mu          sync.Mutex
 	queue       []frame
+	spare       []frame       // an emptied queue, for the next one
 	notify      chan struct{} // cap 1: queue non-empty or closing
 	closing     bool
 	closeCode   int
@@ -154,8 +155,12 @@ func (c *conn) flush() {
 		}
 	}
 	n, err := c.direct(buf)
+	clear(q) // done with it (buf keeps what a cut write still needs)
 
 	c.mu.Lock()
+	if cap(q) <= 64 {
+		c.spare = q[:0]
+	}
 	switch {
 	case err != nil:
 		c.setClosingLocked(0, "") // the writer closes the socket
@@ -189,9 +194,23 @@ func (c *conn) enqueueLocked(f frame) bool {
 		c.setClosingLocked(ClosePolicyViolation, "slow consumer")
 		return false
 	}
+	if c.queue == nil && c.spare != nil {
+		c.queue, c.spare = c.spare, nil
+	}
 	c.queue = append(c.queue, f)
 	c.signal()
 	return true
+}
+
+// recycle keeps an emptied queue for the next frames (a small one only).
+func (c *conn) recycle(q []frame) {
+	if cap(q) == 0 || cap(q) > 64 {
+		return
+	}
+	clear(q)
+	c.mu.Lock()
+	c.spare = q[:0]
+	c.mu.Unlock()
 }
 
 func (c *conn) enqueue(f frame) bool {

@@ -302,12 +302,22 @@ type frame struct {
 	binary bool
 	ctl    byte   // a WebSocket control opcode (pong, close), 0 for a message
 	wire   []byte // the whole WebSocket frame when built in advance (withWire)
+	// buf, when set, is data's allocation, with wsRoom bytes before data
+	// where withWire puts the WebSocket header instead of copying.
+	buf []byte
 }
 
 // appendJSONString appends s as a JSON string.
 func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // escapes as encoding/json does
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // encodeText encodes a JSON frame with an already encoded object payload.
@@ -315,7 +325,7 @@ func appendJSONString(b []byte, s string) []byte {
 func (s serializer) encodeText(joinRef, ref ref, topic, event string, payload []byte) frame {
 	var b []byte
 	if s == serV1 {
-		b = make([]byte, 0, len(topic)+len(event)+len(payload)+len(ref)+48)
+		b = make([]byte, wsRoom, wsRoom+len(topic)+len(event)+len(payload)+len(ref)+48)
 		b = append(b, `{"topic":`...)
 		b = appendJSONString(b, topic)
 		b = append(b, `,"event":`...)
@@ -325,9 +335,9 @@ func (s serializer) encodeText(joinRef, ref ref, topic, event string, payload []
 		b = append(b, `,"ref":`...)
 		b = append(b, ref.json()...)
 		b = append(b, '}')
-		return frame{data: b}
+		return frame{data: b[wsRoom:], buf: b}
 	}
-	b = make([]byte, 0, len(topic)+len(event)+len(payload)+len(ref)+len(joinRef)+24)
+	b = make([]byte, wsRoom, wsRoom+len(topic)+len(event)+len(payload)+len(ref)+len(joinRef)+24)
 	b = append(b, '[')
 	b = append(b, joinRef.json()...)
 	b = append(b, ',')
@@ -339,7 +349,7 @@ func (s serializer) encodeText(joinRef, ref ref, topic, event string, payload []
 	b = append(b, ',')
 	b = append(b, payload...)
 	b = append(b, ']')
-	return frame{data: b}
+	return frame{data: b[wsRoom:], buf: b}
 }
 
 // errFieldTooLong is returned when a binary frame's string field exceeds 255
@@ -400,12 +410,22 @@ func encodeBinaryBroadcast(topic, event string, payload []byte) (frame, error) {
 // errNotObject is returned for a JSON payload that is not an object (SZ-06).
 var errNotObject = errors.New("phx: payload must encode to a JSON object")
 
+// JSONAppender is a payload that encodes itself: AppendJSON appends one
+// JSON object to b. phx trusts it (the output is not checked), which saves
+// encoding/json's reflection and validation on hot paths such as
+// presence_diff (presence.Diff and presence.State implement it).
+type JSONAppender interface {
+	AppendJSON(b []byte) []byte
+}
+
 // marshalObject encodes v as a JSON object. A nil v gives {}.
 func marshalObject(v any) ([]byte, error) {
 	var b []byte
 	switch x := v.(type) {
 	case nil:
 		return []byte("{}"), nil
+	case JSONAppender:
+		return x.AppendJSON(nil), nil
 	case json.RawMessage:
 		b = bytes.TrimSpace(x)
 		if !json.Valid(b) {

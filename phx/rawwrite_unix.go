@@ -7,17 +7,28 @@ import (
 	"syscall"
 )
 
-// rawWriter returns a function that writes to nc without blocking: one
-// write(2) on its non-blocking socket, returning how much the kernel took
-// (0 when the send buffer is full). It returns nil when nc has no file
-// descriptor (TLS), and the connection always uses its writer goroutine.
+// rawWriter writes to a connection without blocking: one write(2) on its
+// non-blocking socket, taking what the kernel takes (0 when the send
+// buffer is full).
 //
 // It lets the goroutine that queued a frame (a broadcast, the reader after
 // handling a frame) write it when no writer runs, instead of starting a
 // goroutine for every frame; what the socket does not take is left to a
 // writer goroutine. The write holds the descriptor's write lock, so it
-// never interleaves with another write of the same connection.
-func rawWriter(nc net.Conn) func([]byte) (int, error) {
+// never interleaves with another write of the same connection. Its calls
+// are serialised by the connection (conn.writerActive), which lets it keep
+// its state, and the callback, in one allocation per connection.
+type rawWriter struct {
+	rc  syscall.RawConn
+	cb  func(fd uintptr) bool
+	b   []byte
+	n   int
+	err error
+}
+
+// newRawWriter returns nil when nc has no file descriptor (TLS): the
+// connection then always uses its writer goroutine.
+func newRawWriter(nc net.Conn) *rawWriter {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil
@@ -26,26 +37,30 @@ func rawWriter(nc net.Conn) func([]byte) (int, error) {
 	if err != nil {
 		return nil
 	}
-	return func(b []byte) (int, error) {
-		var n int
-		var werr error
-		err := rc.Write(func(fd uintptr) bool {
-			for {
-				n, werr = syscall.Write(int(fd), b)
-				if werr != syscall.EINTR {
-					return true
-				}
-			}
-		})
-		if n < 0 {
-			n = 0
+	w := &rawWriter{rc: rc}
+	w.cb = w.syscall
+	return w
+}
+
+func (w *rawWriter) syscall(fd uintptr) bool {
+	for {
+		w.n, w.err = syscall.Write(int(fd), w.b)
+		if w.err != syscall.EINTR {
+			return true
 		}
-		if werr == syscall.EAGAIN {
-			werr = nil
-		}
-		if err != nil {
-			return n, err
-		}
-		return n, werr
 	}
+}
+
+func (w *rawWriter) write(b []byte) (int, error) {
+	w.b, w.n, w.err = b, 0, nil
+	err := w.rc.Write(w.cb)
+	n, werr := max(w.n, 0), w.err
+	w.b, w.err = nil, nil
+	if werr == syscall.EAGAIN {
+		werr = nil
+	}
+	if err != nil {
+		return n, err
+	}
+	return n, werr
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,37 +115,63 @@ func (s *Server) unregister(c *conn) {
 	}
 }
 
-// topicSubs are a topic's local subscribers.
+// topicSubs are a topic's local subscribers. Most topics have a few: they
+// are kept in a slice, replaced (never modified) on every change, so that a
+// broadcast can fan out over it without holding tmu. Past smallTopic
+// members a map holds them, and list is a snapshot built on the first
+// broadcast after a change.
 type topicSubs struct {
-	set map[*Socket]struct{}
-	// list is set's members for broadcasts, built on the first broadcast
-	// after a change (nil until then) and never modified: a broadcast
-	// fans out over it without holding tmu.
-	list []*Socket
+	set  map[*Socket]struct{} // nil while the topic is small
+	list []*Socket            // small: the members; else the snapshot, nil when stale
 }
+
+const smallTopic = 16
 
 func (s *Server) subscribe(sock *Socket) {
 	s.tmu.Lock()
+	defer s.tmu.Unlock()
 	ts := s.topics[sock.topic]
 	if ts == nil {
-		ts = &topicSubs{set: make(map[*Socket]struct{})}
+		ts = &topicSubs{}
 		s.topics[sock.topic] = ts
 	}
-	ts.set[sock] = struct{}{}
-	ts.list = nil
-	s.tmu.Unlock()
+	switch {
+	case ts.set == nil && len(ts.list) < smallTopic:
+		ts.list = append(slices.Clip(ts.list), sock)
+	case ts.set == nil:
+		ts.set = make(map[*Socket]struct{}, 2*smallTopic)
+		for _, x := range ts.list {
+			ts.set[x] = struct{}{}
+		}
+		ts.set[sock] = struct{}{}
+		ts.list = nil
+	default:
+		ts.set[sock] = struct{}{}
+		ts.list = nil
+	}
 }
 
 func (s *Server) unsubscribe(sock *Socket) {
 	s.tmu.Lock()
-	if ts := s.topics[sock.topic]; ts != nil {
+	defer s.tmu.Unlock()
+	ts := s.topics[sock.topic]
+	if ts == nil {
+		return
+	}
+	n := 0
+	if ts.set == nil {
+		if i := slices.Index(ts.list, sock); i >= 0 {
+			ts.list = slices.Concat(ts.list[:i], ts.list[i+1:])
+		}
+		n = len(ts.list)
+	} else {
 		delete(ts.set, sock)
 		ts.list = nil
-		if len(ts.set) == 0 {
-			delete(s.topics, sock.topic)
-		}
+		n = len(ts.set)
 	}
-	s.tmu.Unlock()
+	if n == 0 {
+		delete(s.topics, sock.topic)
+	}
 }
 
 // subscribers returns the sockets joined to topic (a list not to modify).
@@ -177,10 +204,14 @@ func (s *Server) subscribers(topic string) []*Socket {
 func (s *Server) Subscribers(topic string) int {
 	s.tmu.RLock()
 	defer s.tmu.RUnlock()
-	if ts := s.topics[topic]; ts != nil {
+	switch ts := s.topics[topic]; {
+	case ts == nil:
+		return 0
+	case ts.set == nil:
+		return len(ts.list)
+	default:
 		return len(ts.set)
 	}
-	return 0
 }
 
 // Broadcast sends event with payload to every socket joined to topic on this
@@ -232,6 +263,14 @@ func (s *Server) broadcast(topic, event string, payload any, from *Socket) error
 		enc.v1 = withWire(serV1.encodeText(nil, nil, topic, event, enc.payload))
 		enc.v2 = withWire(serV2.encodeText(nil, nil, topic, event, enc.payload))
 	}
+	fanout(enc, list, from, workers)
+	return nil
+}
+
+// fanout delivers enc over list on workers goroutines (enc is shared: its
+// frames must be built). Apart from broadcast, so that the serial path's
+// bcast stays on the stack.
+func fanout(enc bcast, list []*Socket, from *Socket, workers int) {
 	var wg sync.WaitGroup
 	per := (len(list) + workers - 1) / workers
 	for i := per; i < len(list); i += per {
@@ -240,7 +279,6 @@ func (s *Server) broadcast(topic, event string, payload any, from *Socket) error
 	}
 	enc.deliver(list[:per], from)
 	wg.Wait()
-	return nil
 }
 
 // bcast caches the encodings of one broadcast.

@@ -184,7 +184,9 @@ func (t *wsTransport) run(c *conn, ws *websocket.Conn) {
 		wc.writers.Add(1)
 		go wc.writer()
 	}
-	c.direct = rawWriter(ws.NetConn())
+	if rw := newRawWriter(ws.NetConn()); rw != nil {
+		c.direct = rw.write
+	}
 	c.mu.Unlock()
 	c.flush() // anything queued or a close requested before this point
 	// Pongs and the echo of a client's close go through the queue: the
@@ -250,7 +252,7 @@ func (wc *wsConn) readLoop() {
 		// Read at most MaxFrameSize+1 bytes: a larger frame closes the
 		// connection with a reason (gorilla's own read limit would close
 		// with none).
-		data, err := io.ReadAll(io.LimitReader(r, s.cfg.MaxFrameSize+1))
+		data, err := readFrame(io.LimitReader(r, s.cfg.MaxFrameSize+1))
 		if err != nil {
 			wc.readFailed(err)
 			break
@@ -283,6 +285,39 @@ func (wc *wsConn) readLoop() {
 	c.endAll()
 	ws.NetConn().Close()
 	s.unregister(c)
+}
+
+// readBufs are the buffers frames are read into before they are copied out
+// at their exact size (io.ReadAll would allocate 512 bytes or more per frame
+// and grow it); buffers over maxScratch are not kept.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// readFrame reads r to its end into a pooled buffer and returns a copy.
+func readFrame(r io.Reader) ([]byte, error) {
+	bp := readBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	var err error
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		var n int
+		n, err = r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			break
+		}
+	}
+	var data []byte
+	if err == io.EOF {
+		err = nil
+		data = append(make([]byte, 0, len(buf)), buf...)
+	}
+	if cap(buf) <= maxScratch {
+		*bp = buf[:0]
+		readBufs.Put(bp)
+	}
+	return data, err
 }
 
 // readFailed classifies the end of reading.
@@ -339,6 +374,7 @@ func (wc *wsConn) writer() {
 		for _, f := range q {
 			buf = appendWire(buf, f)
 		}
+		c.recycle(q)
 		if closing && code != 0 {
 			buf = appendWire(buf, frame{ctl: opClose, data: closePayload(code, reason)})
 		}

@@ -52,10 +52,23 @@ func appendWire(b []byte, f frame) []byte {
 	return append(b, f.data...)
 }
 
+// wsRoom is the room encodeText leaves before a frame's data for the
+// largest WebSocket header.
+const wsRoom = 10
+
 // withWire returns f with its WebSocket bytes built, for a frame that is
-// written to many connections.
+// written to many connections: the header goes in the room before the data
+// when there is one, else the frame is copied.
 func withWire(f frame) frame {
-	f.wire = appendWire(make([]byte, 0, len(f.data)+10), f)
+	if len(f.data) > 0 && len(f.buf) == wsRoom+len(f.data) && &f.buf[wsRoom] == &f.data[0] {
+		var h [wsRoom]byte
+		hdr := appendWSHeader(h[:0], f.opcode(), len(f.data))
+		start := wsRoom - len(hdr)
+		copy(f.buf[start:], hdr)
+		f.wire = f.buf[start:]
+		return f
+	}
+	f.wire = appendWire(make([]byte, 0, len(f.data)+wsRoom), f)
 	return f
 }
 

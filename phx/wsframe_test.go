@@ -214,3 +214,26 @@ func TestLargeFanoutInOrder(t *testing.T) {
 		}
 	}
 }
+
+type appendOnly string
+
+func (a appendOnly) AppendJSON(b []byte) []byte { return append(b, a...) }
+
+// A JSONAppender payload is written as it appends itself: no reflection,
+// no re-encoding (its <, > and & stay as they are).
+func TestJSONAppenderPayload(t *testing.T) {
+	got, err := marshalObject(appendOnly(`{"s":"<b>"}`))
+	if err != nil || string(got) != `{"s":"<b>"}` {
+		t.Fatalf("%s %v", got, err)
+	}
+	e := newEnv(t, nil)
+	a := e.dial("2.0.0")
+	a.sendText(`["1","1","room:j","phx_join",{}]`)
+	a.expect(`["1","1","room:j","phx_reply",{"status":"ok","response":{}}]`)
+	if err := e.srv.Broadcast("room:j", "x", appendOnly(`{"s":"<b>"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := a.recvRaw(5 * time.Second); err != nil || string(b) != `[null,null,"room:j","x",{"s":"<b>"}]` {
+		t.Fatalf("%s %v", b, err)
+	}
+}

@@ -172,7 +172,18 @@ func withRefs(meta []byte, ref, prev string) ([]byte, error) {
 	if len(meta) == 0 {
 		meta = []byte("{}")
 	}
-	if meta[0] != '{' || !json.Valid(meta) {
+	if meta[0] != '{' {
+		return nil, ErrInvalidMeta
+	}
+	if bytes.ContainsAny(meta, " \t\r\n") {
+		// Kept compact: smaller, and written as is into presence_state
+		// and presence_diff frames.
+		var c bytes.Buffer
+		if err := json.Compact(&c, meta); err != nil {
+			return nil, ErrInvalidMeta
+		}
+		meta = c.Bytes()
+	} else if !json.Valid(meta) {
 		return nil, ErrInvalidMeta
 	}
 	if bytes.Contains(meta, []byte(`phx_ref`)) {

@@ -65,8 +65,9 @@ type Config struct {
 	// Leeway is the clock skew tolerated on exp/nbf. Default 30 s.
 	Leeway time.Duration
 
-	// CallTimeout bounds each presence call made on behalf of a client.
-	// Default 5 s.
+	// CallTimeout bounds each presence call made on behalf of a client
+	// (not needed, and not applied, when Presence is a *presence.Presence,
+	// whose calls never wait). Default 5 s.
 	CallTimeout time.Duration
 
 	// Logger; nil discards.
@@ -83,8 +84,9 @@ type Config struct {
 // "already tracked", "invalid meta"), presence:untrack (idempotent), and
 // broadcast (relayed to the topic's other members; ok reply).
 type Channel struct {
-	cfg Config
-	log *slog.Logger
+	cfg    Config
+	log    *slog.Logger
+	direct bool // cfg.Presence is a *presence.Presence (see callCtx)
 
 	mu   sync.Mutex
 	subs map[subKey]*topicSub
@@ -131,7 +133,18 @@ func New(cfg Config) (*Channel, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Channel{cfg: cfg, log: cfg.Logger, subs: make(map[subKey]*topicSub)}, nil
+	_, direct := cfg.Presence.(*presence.Presence)
+	return &Channel{cfg: cfg, log: cfg.Logger, subs: make(map[subKey]*topicSub), direct: direct}, nil
+}
+
+// callCtx bounds a presence call by CallTimeout. A *presence.Presence
+// never waits (its calls run under a lock and return), so it gets ctx as
+// it is: a timer per call would cost more than the call.
+func (ch *Channel) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ch.direct {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, ch.cfg.CallTimeout)
 }
 
 // Routes returns the phx routes of the configured topic patterns.
@@ -183,21 +196,132 @@ var (
 )
 
 // metaOf returns the "meta" of a JSON object payload if it is an object.
+// The key matches as encoding/json matches a struct field (the last
+// occurrence, ignoring case); phx hands over valid JSON, which a scan of
+// the top level reads without decoding anything (keys with escapes or
+// non-ASCII bytes take encoding/json's path).
 func metaOf(p phx.Payload) (json.RawMessage, bool) {
 	if p.IsBinary {
 		return nil, false
 	}
-	var in struct {
-		Meta json.RawMessage `json:"meta"`
-	}
-	if b := bytes.TrimSpace(p.JSON); len(b) == 0 || b[0] != '{' || json.Unmarshal(b, &in) != nil {
+	b := bytes.TrimSpace(p.JSON)
+	if len(b) == 0 || b[0] != '{' {
 		return nil, false
 	}
-	m := bytes.TrimSpace(in.Meta)
+	m, ok := scanMeta(b)
+	if !ok {
+		var in struct {
+			Meta json.RawMessage `json:"meta"`
+		}
+		if json.Unmarshal(b, &in) != nil {
+			return nil, false
+		}
+		m = in.Meta
+	}
+	m = bytes.TrimSpace(m)
 	if len(m) == 0 || m[0] != '{' {
 		return nil, false
 	}
 	return m, true
+}
+
+// scanMeta finds the value of the top-level "meta" member of the valid
+// JSON object b; ok is false when it cannot tell without decoding.
+func scanMeta(b []byte) (meta []byte, ok bool) {
+	i := 1
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] == '}' {
+			return meta, true
+		}
+		if b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+		if i >= len(b) || b[i] != '"' {
+			return nil, false
+		}
+		end := i + 1
+		for end < len(b) && b[end] != '"' {
+			if b[end] == '\\' || b[end] >= 0x80 {
+				return nil, false
+			}
+			end++
+		}
+		if end >= len(b) {
+			return nil, false
+		}
+		key := b[i+1 : end]
+		i = skipSpace(b, end+1)
+		if i >= len(b) || b[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(b, i+1)
+		v := skipValue(b, i)
+		if v < 0 {
+			return nil, false
+		}
+		if len(key) == 4 && strings.EqualFold(string(key), "meta") {
+			meta = b[i:v]
+		}
+		i = v
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index after the JSON value at b[i] (valid JSON),
+// or -1.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				if i = skipString(b, i); i < 0 {
+					return -1
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return -1
+	default: // number, true, false, null
+		for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' &&
+			b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+			i++
+		}
+		return i
+	}
+}
+
+// skipString returns the index after the string starting at b[i], or -1.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
 }
 
 // Join implements phx.Channel.
@@ -210,7 +334,7 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 	// Subscribe before tracking, so that the joiner sees its own join.
 	ch.acquire(s.Server(), s.Topic())
 	if meta, ok := metaOf(p); ok {
-		cctx, cancel := context.WithTimeout(ctx, ch.cfg.CallTimeout)
+		cctx, cancel := ch.callCtx(ctx)
 		_, err := ch.cfg.Presence.Track(cctx, s.Owner(), s.Topic(), u.Key, meta)
 		cancel()
 		if err != nil {
@@ -240,7 +364,7 @@ func (ch *Channel) HandleIn(ctx context.Context, s *phx.Socket, event string, p 
 		if !ok {
 			return phx.ReplyError(replyInvalidMeta), nil
 		}
-		cctx, cancel := context.WithTimeout(ctx, ch.cfg.CallTimeout)
+		cctx, cancel := ch.callCtx(ctx)
 		defer cancel()
 		var err error
 		if event == EventUpdate {
@@ -274,7 +398,7 @@ func (ch *Channel) HandleIn(ctx context.Context, s *phx.Socket, event string, p 
 		}
 	case EventUntrack:
 		if m.tracked {
-			cctx, cancel := context.WithTimeout(ctx, ch.cfg.CallTimeout)
+			cctx, cancel := ch.callCtx(ctx)
 			defer cancel()
 			if err := ch.cfg.Presence.Untrack(cctx, s.Owner(), s.Topic(), m.user.Key); err != nil {
 				ch.log.Error("presencechannel: untrack failed", "topic", s.Topic(), "err", err)
@@ -299,7 +423,7 @@ func (ch *Channel) HandleIn(ctx context.Context, s *phx.Socket, event string, p 
 // Terminate implements phx.Channel: the channel's presences leave.
 func (ch *Channel) Terminate(s *phx.Socket, reason error) {
 	if m, ok := s.State.(*member); ok && m.ever {
-		ctx, cancel := context.WithTimeout(context.Background(), ch.cfg.CallTimeout)
+		ctx, cancel := ch.callCtx(context.Background())
 		if err := ch.cfg.Presence.UntrackOwner(ctx, s.Owner()); err != nil {
 			ch.log.Error("presencechannel: untrack on terminate failed", "topic", s.Topic(), "owner", s.Owner(), "err", err)
 		}
