@@ -45,7 +45,6 @@ type conn struct {
 	// mu guards the output side: queue, socket delivery states, closing.
 	mu          sync.Mutex
 	queue       []frame
-	spare       []frame       // an emptied queue, for the next one
 	notify      chan struct{} // cap 1: queue non-empty or closing
 	closing     bool
 	closeCode   int
@@ -157,10 +156,9 @@ func (c *conn) flush() {
 	n, err := c.direct(buf)
 	clear(q) // done with it (buf keeps what a cut write still needs)
 
+	recycle(q)
+
 	c.mu.Lock()
-	if cap(q) <= 64 {
-		c.spare = q[:0]
-	}
 	switch {
 	case err != nil:
 		c.setClosingLocked(0, "") // the writer closes the socket
@@ -194,23 +192,27 @@ func (c *conn) enqueueLocked(f frame) bool {
 		c.setClosingLocked(ClosePolicyViolation, "slow consumer")
 		return false
 	}
-	if c.queue == nil && c.spare != nil {
-		c.queue, c.spare = c.spare, nil
+	if c.queue == nil {
+		c.queue = (*queues.Get().(*[]frame))[:0]
 	}
 	c.queue = append(c.queue, f)
 	c.signal()
 	return true
 }
 
-// recycle keeps an emptied queue for the next frames (a small one only).
-func (c *conn) recycle(q []frame) {
+// queues are emptied output queues for the next connection that queues a
+// frame: a connection queues one frame or a few at a time, and keeping its
+// own emptied queue would hold memory on every idle connection.
+var queues = sync.Pool{New: func() any { q := make([]frame, 0, 4); return &q }}
+
+// recycle gives back a queue taken off a connection and written.
+func recycle(q []frame) {
 	if cap(q) == 0 || cap(q) > 64 {
 		return
 	}
 	clear(q)
-	c.mu.Lock()
-	c.spare = q[:0]
-	c.mu.Unlock()
+	q = q[:0]
+	queues.Put(&q)
 }
 
 func (c *conn) enqueue(f frame) bool {

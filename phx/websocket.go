@@ -374,7 +374,7 @@ func (wc *wsConn) writer() {
 		for _, f := range q {
 			buf = appendWire(buf, f)
 		}
-		c.recycle(q)
+		recycle(q)
 		if closing && code != 0 {
 			buf = appendWire(buf, frame{ctl: opClose, data: closePayload(code, reason)})
 		}

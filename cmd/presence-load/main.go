@@ -97,6 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Topic, "topic", "room:fanout", "fanout: the topic")
 	fs.IntVar(&o.Changes, "changes", 50, "fanout: timed changes")
 	fs.DurationVar(&o.Interval, "interval", 250*time.Millisecond, "fanout: time between changes")
+	fs.IntVar(&o.WorkerNice, "worker-nice", -1, "nice value (0-19) of the worker processes; -1: 19 in fanout mode (readers only), else 0")
 	fs.Float64Var(&o.Rate, "rate", 20000, "joins: joins/s offered in total")
 	fs.IntVar(&o.Topics, "topics", 100000, "joins: topics joined (room:j0..)")
 	fs.IntVar(&o.MaxChannels, "max-channels", 100, "joins: channels per connection before it leaves its oldest")

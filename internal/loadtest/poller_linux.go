@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -89,6 +91,12 @@ func (w *worker) startReading(c *client) error {
 		return err
 	}
 	pe.fd = fd
+	// The kernel stamps each segment with its arrival: the latency then
+	// ends when the frame reached the subscriber, not when this process
+	// got the CPU to read it.
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
+		return err
+	}
 	p := w.pollers[c.idx%len(w.pollers)]
 	p.mu.Lock()
 	p.subs[int32(fd)] = pe
@@ -97,8 +105,9 @@ func (w *worker) startReading(c *client) error {
 		// Parsed by the poller on its next event; frames complete in pend
 		// would otherwise wait for more input, so parse them now, under
 		// the poller's lock (the poller has not seen this fd yet).
+		now := time.Now().UnixNano()
 		p.mu.Lock()
-		p.parse(pe, nil, time.Now().UnixNano())
+		p.parse(pe, nil, now, now)
 		p.mu.Unlock()
 	}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
@@ -109,6 +118,7 @@ func (p *poller) run() {
 	defer close(p.done)
 	events := make([]syscall.EpollEvent, 256)
 	buf := make([]byte, 256<<10)
+	oob := make([]byte, 128)
 	for !p.stop.Load() {
 		// Never block in epoll_wait: a poller that sleeps there is woken
 		// (a thread wake-up, and the runtime hands its P over) for nearly
@@ -135,8 +145,12 @@ func (p *poller) run() {
 				p.mu.Unlock()
 				continue
 			}
-			m, rerr := syscall.Read(pe.fd, buf)
+			m, oobn, _, _, rerr := syscall.Recvmsg(pe.fd, buf, oob, 0)
 			now := time.Now().UnixNano()
+			arrived := now
+			if ts, ok := rxTimestamp(oob[:max(oobn, 0)]); ok {
+				arrived = ts
+			}
 			switch {
 			case rerr == syscall.EAGAIN || rerr == syscall.EINTR:
 			case rerr != nil:
@@ -144,7 +158,7 @@ func (p *poller) run() {
 			case m == 0:
 				p.drop(pe, errors.New("EOF"))
 			default:
-				p.parse(pe, buf[:m], now)
+				p.parse(pe, buf[:m], arrived, now)
 			}
 			p.mu.Unlock()
 		}
@@ -160,7 +174,7 @@ func (p *poller) drop(pe *pollee, err error) {
 
 // parse handles the complete frames of pe.pend followed by in, keeping an
 // incomplete tail in pe.pend.
-func (p *poller) parse(pe *pollee, in []byte, now int64) {
+func (p *poller) parse(pe *pollee, in []byte, arrived, now int64) {
 	b := in
 	if len(pe.pend) > 0 {
 		pe.pend = append(pe.pend, in...)
@@ -211,7 +225,7 @@ func (p *poller) parse(pe *pollee, in []byte, now int64) {
 			p.drop(pe, errors.New("loadtest: fragmented server message"))
 			return
 		default:
-			p.w.handle(pe.c, payload, now)
+			p.w.handle(pe.c, payload, arrived, now)
 		}
 	}
 keep:
@@ -225,4 +239,43 @@ keep:
 	} else {
 		pe.pend = append(pe.pend[:0], b...)
 	}
+}
+
+// rxTimestamp returns the SO_TIMESTAMPNS receive time of a recvmsg's
+// control messages (unix nanos).
+func rxTimestamp(oob []byte) (int64, bool) {
+	if len(oob) == 0 {
+		return 0, false
+	}
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == syscall.SOL_SOCKET && m.Header.Type == syscall.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+			sec := int64(binary.NativeEndian.Uint64(m.Data[0:8]))
+			nsec := int64(binary.NativeEndian.Uint64(m.Data[8:16]))
+			return sec*1e9 + nsec, true
+		}
+	}
+	return 0, false
+}
+
+// renice sets the nice value of every thread of this process (Linux
+// applies it per thread; threads started later inherit it).
+func renice(n int) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, n); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -2,6 +2,8 @@
 
 package loadtest
 
+import "errors"
+
 // Without epoll every connection has a reader goroutine.
 type poller struct{}
 
@@ -14,3 +16,6 @@ func (w *worker) startReading(c *client) error {
 	go w.read(c)
 	return nil
 }
+
+// renice is not supported here.
+func renice(int) error { return errors.New("loadtest: -worker-nice needs Linux") }

@@ -73,6 +73,13 @@ type Options struct {
 	Topic    string
 	Changes  int
 	Interval time.Duration
+	// WorkerNice is the nice value of the worker processes (0–19); -1
+	// (the flag's default) means 19 in fanout mode and 0 otherwise. In
+	// fanout the workers only read: at nice 19 they take the CPU only
+	// when the server leaves it, as clients on machines of their own
+	// would. Not in joins mode, where the workers pace the joins (a
+	// starved pacer would send late and hide the latency).
+	WorkerNice int
 
 	// Joins: Rate joins/s in total (default 20,000) for Run (default
 	// 10 s) round robin over Clients connections, to Topics topics
@@ -208,8 +215,13 @@ type FanoutReport struct {
 	Subscribers int `json:"subscribers"`
 	Changes     int `json:"changes"`
 	// Deliveries: every (subscriber, change) latency, from the changer's
-	// send to the subscriber's read.
+	// send to the frame's arrival in the subscriber's socket (the
+	// kernel's receive timestamp, SO_TIMESTAMPNS; the read time where
+	// there is none).
 	Deliveries Dist `json:"deliveries"`
+	// Read: the same, to the subscriber's read of the frame (which adds
+	// the load tool's own scheduling on the shared cores).
+	Read Dist `json:"read"`
 	// Complete: per change, the latency of its last subscriber.
 	Complete Dist `json:"complete"`
 	Missing  int  `json:"missing"` // deliveries that never came
@@ -297,6 +309,12 @@ func (o *Options) defaults() error {
 	}
 	if o.Settle <= 0 {
 		o.Settle = 10 * time.Second
+	}
+	if o.WorkerNice < 0 || o.WorkerNice > 19 {
+		o.WorkerNice = 0
+		if o.Mode == ModeFanout {
+			o.WorkerNice = 19
+		}
 	}
 	if o.Topic == "" {
 		o.Topic = "room:fanout"
@@ -423,7 +441,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			Concurrency: o.Concurrency, Rooms: o.Rooms, MetaPad: o.MetaPad, Topic: o.Topic,
 			Topics: o.Topics, MaxChannels: o.MaxChannels, Run: o.Run, Drain: o.Drain,
 			Rate: o.Rate * float64(n) / float64(o.Clients), Heartbeat: o.Heartbeat,
-			Deadline: deadline.Add(3 * time.Second)}
+			Nice: o.WorkerNice, Deadline: deadline.Add(3 * time.Second)}
 		first += n
 		h, err := o.Spawn(ctx, job)
 		if err != nil {
@@ -724,7 +742,7 @@ func runChanger(ctx context.Context, o *Options, u *url.URL, load []int) (*Fanou
 }
 
 func summarizeFanout(r *FanoutReport, results []*WorkerResult, subscribers int) {
-	var all []int32
+	var all, read []int32
 	last := make([]int32, r.Changes+1)
 	count := make([]int, r.Changes+1)
 	for _, w := range results {
@@ -734,11 +752,15 @@ func summarizeFanout(r *FanoutReport, results []*WorkerResult, subscribers int) 
 			}
 			l := w.DiffLat[i]
 			all = append(all, l)
+			if i < len(w.DiffReadLat) {
+				read = append(read, w.DiffReadLat[i])
+			}
 			count[s]++
 			last[s] = max(last[s], l)
 		}
 	}
 	r.Deliveries = Summarize(all)
+	r.Read = Summarize(read)
 	var comp []int32
 	for n := 1; n <= r.Changes; n++ {
 		r.Missing += max(0, subscribers-count[n])
@@ -859,7 +881,8 @@ func (rep *Report) Print(w io.Writer) {
 	if r := rep.Fanout; r != nil {
 		fmt.Fprintf(w, "presence_diff to %d subscribers, %d changes\n", r.Subscribers, r.Changes)
 		fmt.Fprintf(w, "  during the changes: %s\n", r.CPU)
-		fmt.Fprintf(w, "  every delivery:          %s\n", r.Deliveries)
+		fmt.Fprintf(w, "  every delivery, send → arrival in the subscriber's socket: %s\n", r.Deliveries)
+		fmt.Fprintf(w, "  every delivery, send → read by the subscriber:            %s\n", r.Read)
 		fmt.Fprintf(w, "  last subscriber, per change: %s\n", r.Complete)
 		fmt.Fprintf(w, "  missing deliveries: %d, extra: %d\n", r.Missing, r.Extra)
 		fmt.Fprintf(w, "  per change (deliveries/last ms):")

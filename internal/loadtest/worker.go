@@ -48,6 +48,8 @@ type Job struct {
 	Topics      int           `json:"topics,omitempty"`
 	MaxChannels int           `json:"max_channels,omitempty"`
 	Drain       time.Duration `json:"drain,omitempty"`
+	// Nice is the worker's nice value (see Options.WorkerNice).
+	Nice int `json:"nice,omitempty"`
 	// Heartbeat is the client heartbeat period (phoenix.js: 30 s).
 	Heartbeat time.Duration `json:"heartbeat"`
 	// Deadline: the worker closes everything and exits by then, whatever
@@ -74,8 +76,9 @@ type WorkerResult struct {
 	Bytes      int64  `json:"bytes"`
 	// Fanout: for each received presence_diff of the changer, its change
 	// number and the latency in µs (send by the changer → read here).
-	DiffSeq []int32 `json:"diff_seq,omitempty"`
-	DiffLat []int32 `json:"diff_lat,omitempty"`
+	DiffSeq     []int32 `json:"diff_seq,omitempty"`
+	DiffLat     []int32 `json:"diff_lat,omitempty"`      // to the arrival in the socket
+	DiffReadLat []int32 `json:"diff_read_lat,omitempty"` // to the read
 	// Joins.
 	JoinsSent   int            `json:"joins_sent,omitempty"`
 	JoinsOK     int            `json:"joins_ok,omitempty"`
@@ -131,6 +134,11 @@ func RunWorker(ctx context.Context, job Job, in io.Reader, out io.Writer) error 
 		}
 	}()
 
+	if job.Nice > 0 {
+		if err := renice(job.Nice); err != nil {
+			return fmt.Errorf("nice %d: %w", job.Nice, err)
+		}
+	}
 	if err := w.startPollers(); err != nil {
 		return err
 	}
@@ -238,7 +246,7 @@ type client struct {
 	frames, bytes int64 // reader only
 
 	// fanout (reader only)
-	diffSeq, diffLat []int32
+	diffSeq, diffLat, diffReadLat []int32
 
 	// joins: mu guards the sending side and pending replies.
 	mu      sync.Mutex
@@ -370,7 +378,8 @@ func (w *worker) read(c *client) {
 			w.lose(err)
 			return
 		}
-		w.handle(c, data, time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		w.handle(c, data, now, now)
 	}
 }
 
@@ -388,8 +397,9 @@ var (
 	leavesKey = []byte(`"leaves":`)
 )
 
-// handle records one message from the server, read at now (unix nanos).
-func (w *worker) handle(c *client, data []byte, now int64) {
+// handle records one message from the server, which arrived in the socket
+// at arrived and was read at now (unix nanos).
+func (w *worker) handle(c *client, data []byte, arrived, now int64) {
 	c.frames++
 	c.bytes += int64(len(data))
 	switch w.job.Mode {
@@ -415,7 +425,8 @@ func (w *worker) handle(c *client, data []byte, now int64) {
 			return
 		}
 		c.diffSeq = append(c.diffSeq, int32(seq))
-		c.diffLat = append(c.diffLat, int32(min((now-ns)/1000, 1<<31-1)))
+		c.diffLat = append(c.diffLat, int32(min((arrived-ns)/1000, 1<<31-1)))
+		c.diffReadLat = append(c.diffReadLat, int32(min((now-ns)/1000, 1<<31-1)))
 	case ModeJoins:
 		f, err := ParseV2(data)
 		if err != nil || f.Event != "phx_reply" || !strings.HasPrefix(f.Ref, "j") {
@@ -630,6 +641,7 @@ func (w *worker) result() *WorkerResult {
 		r.Bytes += c.bytes
 		r.DiffSeq = append(r.DiffSeq, c.diffSeq...)
 		r.DiffLat = append(r.DiffLat, c.diffLat...)
+		r.DiffReadLat = append(r.DiffReadLat, c.diffReadLat...)
 		r.JoinsSent += c.k
 		r.JoinsOK += c.ok
 		r.JoinsErr += c.bad
