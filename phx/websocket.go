@@ -354,6 +354,7 @@ func (wc *wsConn) writer() {
 	c, nc := wc.c, wc.ws.NetConn()
 	wt := c.srv.cfg.WriteTimeout
 	var buf []byte
+	wrote := false
 	for {
 		c.mu.Lock()
 		p := c.partial
@@ -365,6 +366,11 @@ func (wc *wsConn) writer() {
 			code, reason = c.closeCode, c.closeReason
 		}
 		if p == nil && len(q) == 0 && !closing {
+			if wrote {
+				// Direct writes go through the same descriptor: a
+				// deadline left behind would fail them once past.
+				nc.SetWriteDeadline(time.Time{})
+			}
 			c.writerActive = false
 			c.mu.Unlock()
 			return
@@ -379,6 +385,7 @@ func (wc *wsConn) writer() {
 			buf = appendWire(buf, frame{ctl: opClose, data: closePayload(code, reason)})
 		}
 		if len(buf) > 0 {
+			wrote = true
 			nc.SetWriteDeadline(time.Now().Add(wt))
 			if _, err := nc.Write(buf); err != nil {
 				c.closeWith(CloseGoingAway, "")

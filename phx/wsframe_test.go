@@ -237,3 +237,28 @@ func TestJSONAppenderPayload(t *testing.T) {
 		t.Fatalf("%s %v", b, err)
 	}
 }
+
+// The writer goroutine's write deadline does not outlive it: a direct
+// write long after a writer ran (past WriteTimeout) still goes out.
+func TestDirectWriteAfterWriterDeadline(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.WriteTimeout = 50 * time.Millisecond })
+	a := e.dial("2.0.0")
+	a.sendText(`["1","1","room:d","phx_join",{}]`)
+	a.expect(`["1","1","room:d","phx_reply",{"status":"ok","response":{}}]`)
+	c := e.onlyConn()
+	l := logWrites(c, 3) // cut: the rest goes to a writer goroutine
+	if err := e.srv.Broadcast("room:d", "b", map[string]int{"i": 1}); err != nil {
+		t.Fatal(err)
+	}
+	a.expect(`[null,null,"room:d","b",{"i":1}]`)
+	c.mu.Lock()
+	c.direct = l.direct // whole writes again
+	c.mu.Unlock()
+	time.Sleep(150 * time.Millisecond) // past the writer's deadline
+	for i := 2; i < 5; i++ {
+		if err := e.srv.Broadcast("room:d", "b", map[string]int{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+		a.expect(fmt.Sprintf(`[null,null,"room:d","b",{"i":%d}]`, i))
+	}
+}
