@@ -121,7 +121,7 @@ func (c *conn) unlock() {
 // write(2). Without direct (TLS) a writer goroutine does it all.
 func (c *conn) flush() {
 	c.mu.Lock()
-	if c.spawn == nil || c.writerActive || (c.handling && !c.closing) {
+	if c.spawn == nil || c.writerActive || (c.handling && !c.closing && len(c.queue) < handlingBatch) {
 		c.mu.Unlock()
 		return
 	}
@@ -154,9 +154,7 @@ func (c *conn) flush() {
 		}
 	}
 	n, err := c.direct(buf)
-	clear(q) // done with it (buf keeps what a cut write still needs)
-
-	recycle(q)
+	recycle(q) // done with it (buf keeps what a cut write still needs)
 
 	c.mu.Lock()
 	switch {
@@ -180,6 +178,11 @@ func (c *conn) flush() {
 	}
 	c.mu.Unlock()
 }
+
+// handlingBatch bounds what waits for the end of a handler: past it the
+// frames go out at once (a slow handler must not make its connection look
+// like a slow consumer to broadcasts).
+const handlingBatch = 32
 
 // enqueueLocked queues f; c.mu must be held. It returns false if the frame
 // was dropped because the connection is closing. A full queue closes the

@@ -41,6 +41,9 @@ func (tc *testChannel) Join(ctx context.Context, s *Socket, p Payload) (any, err
 	case in["panic"] == true:
 		panic("join panic")
 	}
+	if ms, ok := in["sleep_ms"].(float64); ok {
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+	}
 	if in["push"] == true {
 		if err := s.Push("joined_push", map[string]any{"topic": s.Topic()}); err != nil {
 			return nil, err

@@ -262,3 +262,24 @@ func TestDirectWriteAfterWriterDeadline(t *testing.T) {
 		a.expect(fmt.Sprintf(`[null,null,"room:d","b",{"i":%d}]`, i))
 	}
 }
+
+// Frames wait for the end of the handler being run only up to a batch:
+// broadcasts to a connection whose handler is slow still go out, and do
+// not make it a slow consumer.
+func TestSlowHandlerDoesNotHoldBroadcasts(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.SendQueueLen = 40 })
+	a := e.dial("2.0.0")
+	a.sendText(`["1","1","room:s","phx_join",{}]`)
+	a.expect(`["1","1","room:s","phx_reply",{"status":"ok","response":{}}]`)
+	a.sendText(`["2","2","room:slow","phx_join",{"sleep_ms":400}]`)
+	time.Sleep(50 * time.Millisecond) // the join is being handled
+	for i := range 100 {
+		if err := e.srv.Broadcast("room:s", "b", map[string]int{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 100 {
+		a.expect(fmt.Sprintf(`[null,null,"room:s","b",{"i":%d}]`, i))
+	}
+	a.expect(`["2","2","room:slow","phx_reply",{"status":"ok","response":{}}]`)
+}
