@@ -3,6 +3,7 @@ package phx
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -145,4 +146,57 @@ func benchReadFrame(br *bufio.Reader, buf []byte) ([]byte, error) {
 	buf = buf[:size]
 	_, err := io.ReadFull(br, buf)
 	return buf, err
+}
+
+// BenchmarkBroadcastPassive measures the server's side of a fan-out alone:
+// Server.Broadcast to n joined clients that do not read during the
+// measurement (the frames wait in their sockets), so ns/op is the
+// broadcaster's time to encode the frame once and write it to every
+// socket (a direct write per idle connection), without the readers' CPU.
+// On loopback each write(2) still runs the receiving socket's TCP input.
+// Run with -cpu 1 for the cost per delivery on one core.
+func BenchmarkBroadcastPassive(b *testing.B) {
+	const n = 5000
+	srv, err := New(Config{Channels: []Route{{Pattern: "room:*", Channel: &testChannel{}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	addr := strings.TrimPrefix(hs.URL, "http://")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		hs.Close()
+	}()
+	join := []byte(`["1","1","room:bench","phx_join",{}]`)
+	for i := range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+		br := bufio.NewReaderSize(c, 4096)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			b.Fatalf("upgrade %d: %v %v", i, resp, err)
+		}
+		c.Write(append([]byte{0x81, 0x80 | byte(len(join)), 0, 0, 0, 0}, join...))
+		if _, err := benchReadFrame(br, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	payload := json.RawMessage(`{"joins":{"alice":{"metas":[{"phx_ref":"F-abc123","status":"online","device":"laptop"}]}},"leaves":{}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := srv.Broadcast("room:bench", "presence_diff", payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
 }
