@@ -2,6 +2,7 @@ package presence_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"testing"
 
@@ -79,4 +80,47 @@ func htmlSafe(b []byte) []byte {
 	var out bytes.Buffer
 	json.HTMLEscape(&out, b)
 	return out.Bytes()
+}
+
+// An empty topic lists as {} (the /api/v1/topics answer, a presence_state).
+func TestEmptyListIsObject(t *testing.T) {
+	p := start(t, presence.Config{})
+	if b, err := json.Marshal(p.List("room:nobody")); err != nil || string(b) != "{}" {
+		t.Fatalf("%s %v", b, err)
+	}
+	if b, err := json.Marshal(presence.State(nil)); err != nil || string(b) != "{}" {
+		t.Fatalf("nil State: %s %v", b, err)
+	}
+}
+
+// What a Fetch hook returns is written into frames without re-encoding, so
+// it is checked: a nil entry and an Extra field that is not JSON are
+// dropped; the rest stays; the result is valid JSON.
+func TestFetchOutputChecked(t *testing.T) {
+	p := start(t, presence.Config{Fetch: func(topic string, s presence.State) presence.State {
+		for k, e := range s {
+			switch k {
+			case "ghost":
+				s[k] = nil
+			default:
+				e.Extra = map[string]json.RawMessage{"user": nil, "bad": json.RawMessage(`{"a":`), "ok": json.RawMessage(`{"name":"A"}`)}
+			}
+		}
+		return s
+	}})
+	ctx := context.Background()
+	if _, err := p.Track(ctx, "o1", "room:f", "alice", json.RawMessage(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Track(ctx, "o2", "room:f", "ghost", json.RawMessage(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	s := p.List("room:f")
+	b := s.AppendJSON(nil)
+	if !json.Valid(b) {
+		t.Fatalf("invalid JSON: %s", b)
+	}
+	if _, ok := s["ghost"]; ok || len(s["alice"].Extra) != 1 || string(s["alice"].Extra["ok"]) != `{"name":"A"}` {
+		t.Fatalf("%s", b)
+	}
 }

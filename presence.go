@@ -99,7 +99,8 @@ type State map[string]*Entry
 // shows the key in both, the new meta (with phx_ref_prev) in joins and the
 // old one in leaves.
 type Diff struct {
-	Topic  string
+	Topic string
+	// Joins and Leaves are nil when empty.
 	Joins  State
 	Leaves State
 	// Online lists, sorted, the keys that had no meta before this diff and
@@ -126,6 +127,9 @@ func (d Diff) AppendJSON(b []byte) []byte {
 	b = d.Leaves.AppendJSON(b)
 	return append(b, '}')
 }
+
+// MarshalJSON writes s as a JSON object ({} when s is nil).
+func (s State) MarshalJSON() ([]byte, error) { return s.AppendJSON(nil), nil }
 
 // AppendJSON appends s to b as a JSON object, keys sorted ({} when s is
 // nil): the presence_state payload. phx encodes a State with it (a
@@ -306,13 +310,37 @@ func (p *Presence) fetch(topic string, s State) State {
 	if p.cfg.Fetch == nil || len(s) == 0 {
 		return s
 	}
-	return p.cfg.Fetch(topic, s)
+	return p.checkFetched(topic, p.cfg.Fetch(topic, s))
+}
+
+// checkFetched keeps what a Fetch hook returned from breaking the frames
+// (they are written without re-encoding, see AppendJSON): a nil entry is
+// dropped, an Extra value that is not valid JSON is dropped, each logged.
+func (p *Presence) checkFetched(topic string, s State) State {
+	for k, e := range s {
+		if e == nil {
+			p.cfg.Logger.Error("presence: Fetch returned a nil entry; dropped", "topic", topic, "key", k)
+			delete(s, k)
+			continue
+		}
+		for x, v := range e.Extra {
+			if !json.Valid(v) {
+				p.cfg.Logger.Error("presence: Fetch returned an Extra field that is not JSON; dropped", "topic", topic, "key", k, "field", x)
+				delete(e.Extra, x)
+			}
+		}
+	}
+	return s
 }
 
 // List returns the presences of topic grouped by key (the presence_state
 // payload). It never waits behind replication.
 func (p *Presence) List(topic string) State {
-	return p.fetch(topic, group(p.tr.List(topic)))
+	s := p.fetch(topic, group(p.tr.List(topic)))
+	if s == nil {
+		s = State{}
+	}
+	return s
 }
 
 // Get returns one key's entry in topic, or nil.

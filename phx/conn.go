@@ -68,8 +68,14 @@ type conn struct {
 	// writer sends it before anything else, the close frame included.
 	partial []byte
 	// handling is set while the reader handles a frame: what the handler
-	// queues (a reply, presence_state…) is written in one write after it.
+	// queues (a reply, presence_state…) is written in one write after it,
+	// unless holdMax frames are waiting.
 	handling bool
+	holdMax  int
+	// writers, if set, counts the goroutines writing (the transport waits
+	// for it before closing the socket): a goroutine writing through
+	// direct is one.
+	writers *sync.WaitGroup
 }
 
 func newConn(srv *Server, transport string, ser serializer, ident Identity) *conn {
@@ -85,6 +91,7 @@ func newConn(srv *Server, transport string, ser serializer, ident Identity) *con
 		notify:    make(chan struct{}, 1),
 		channels:  make(map[string]*Socket),
 		tokens:    float64(srv.cfg.JoinBurst),
+		holdMax:   min(handlingBatch, srv.cfg.SendQueueLen/2),
 	}
 	return c
 }
@@ -121,7 +128,7 @@ func (c *conn) unlock() {
 // write(2). Without direct (TLS) a writer goroutine does it all.
 func (c *conn) flush() {
 	c.mu.Lock()
-	if c.spawn == nil || c.writerActive || (c.handling && !c.closing && len(c.queue) < handlingBatch) {
+	if c.spawn == nil || c.writerActive || (c.handling && !c.closing && len(c.queue) < c.holdMax) {
 		c.mu.Unlock()
 		return
 	}
@@ -140,6 +147,10 @@ func (c *conn) flush() {
 	}
 	c.queue = nil
 	c.writerActive = true
+	if c.writers != nil {
+		c.writers.Add(1)
+		defer c.writers.Done() // after a hand-over to spawn, which adds its own
+	}
 	c.mu.Unlock()
 
 	var buf []byte
@@ -179,9 +190,10 @@ func (c *conn) flush() {
 	c.mu.Unlock()
 }
 
-// handlingBatch bounds what waits for the end of a handler: past it the
-// frames go out at once (a slow handler must not make its connection look
-// like a slow consumer to broadcasts).
+// handlingBatch bounds what waits for the end of a handler: past it (or
+// past half the send queue, if smaller: conn.holdMax) the frames go out at
+// once — a slow handler must not make its connection look like a slow
+// consumer to broadcasts.
 const handlingBatch = 32
 
 // enqueueLocked queues f; c.mu must be held. It returns false if the frame

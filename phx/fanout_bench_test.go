@@ -3,8 +3,8 @@ package phx
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"

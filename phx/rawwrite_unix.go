@@ -26,11 +26,20 @@ type rawWriter struct {
 	err error
 }
 
-// newRawWriter returns nil when nc has no file descriptor (TLS): the
-// connection then always uses its writer goroutine.
+// newRawWriter returns nil when nc is not a plain socket (TLS, a
+// wrapper): the connection then always uses its writer goroutine.
+//
+// Only the standard library's sockets qualify: a net.Conn of another type
+// (a listener's wrapper counting or shaping traffic) may do something in
+// its Write that a raw write would skip.
 func newRawWriter(nc net.Conn) *rawWriter {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
+	var sc syscall.Conn
+	switch c := nc.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	default:
 		return nil
 	}
 	rc, err := sc.SyscallConn()

@@ -148,27 +148,31 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	ws, err := t.upgrader.Upgrade(w, r, hdr)
+	hj := &hijacker{ResponseWriter: w}
+	ws, err := t.upgrader.Upgrade(hj, r, hdr)
 	if err != nil {
 		return // the upgrader answered
 	}
+	nc := hj.conn.Conn
 	c := newConn(s, transportWebSocket, ser, ident)
-	c.abort = func() { ws.NetConn().Close() }
+	c.abort = func() { nc.Close() }
 	if !s.register(c) {
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
 		ws.Close()
 		return
 	}
+	hj.conn.muted.Store(true) // from now on only phx writes (hijack.go)
 	// The reader runs on a goroutine of its own so that this handler, and
 	// with it net/http's per-request state and grown stack, can go.
-	go t.run(c, ws)
+	go t.run(c, ws, nc)
 }
 
 // wsConn is the WebSocket side of a conn.
 type wsConn struct {
 	c       *conn
-	ws      *websocket.Conn
-	writers sync.WaitGroup // at most one writer at a time
+	ws      *websocket.Conn // reads
+	nc      net.Conn        // the socket, for writes and the close
+	writers sync.WaitGroup  // the goroutine writing, if any (see conn.writers)
 }
 
 // closeGrace is how long the reader waits for the client's close frame
@@ -177,14 +181,15 @@ const closeGrace = 2 * time.Second
 
 // run is the connection's reader; the connection is gone when the last of
 // its reader goroutines returns (see readLoop).
-func (t *wsTransport) run(c *conn, ws *websocket.Conn) {
-	wc := &wsConn{c: c, ws: ws}
+func (t *wsTransport) run(c *conn, ws *websocket.Conn, nc net.Conn) {
+	wc := &wsConn{c: c, ws: ws, nc: nc}
 	c.mu.Lock()
 	c.spawn = func() {
 		wc.writers.Add(1)
 		go wc.writer()
 	}
-	if rw := newRawWriter(ws.NetConn()); rw != nil {
+	c.writers = &wc.writers
+	if rw := newRawWriter(nc); rw != nil {
 		c.direct = rw.write
 	}
 	c.mu.Unlock()
@@ -283,7 +288,7 @@ func (wc *wsConn) readLoop() {
 	c.closeWith(CloseGoingAway, "")
 	wc.writers.Wait()
 	c.endAll()
-	ws.NetConn().Close()
+	wc.nc.Close()
 	s.unregister(c)
 }
 
@@ -327,7 +332,7 @@ func (wc *wsConn) readFailed(err error) {
 	var ne net.Error
 	switch {
 	case errors.As(err, &ce):
-		// The client closed; gorilla echoed its close frame.
+		// The client closed; the close handler queued the echo.
 		c.mu.Lock()
 		c.setClosingLocked(0, "")
 		c.mu.Unlock()
@@ -338,10 +343,16 @@ func (wc *wsConn) readFailed(err error) {
 		if !closing {
 			c.closeWith(CloseProtocolError, "idle timeout")
 		}
-	default:
+	case errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
+		// The connection is gone.
 		c.mu.Lock()
 		c.setClosingLocked(0, "")
 		c.mu.Unlock()
+	default:
+		// The client broke the protocol (gorilla's message, e.g. "bad
+		// MASK"): close 1002 with it, as gorilla would have, but through
+		// our queue (hijack.go).
+		c.closeWith(CloseProtocolError, strings.TrimPrefix(err.Error(), "websocket: "))
 	}
 }
 
@@ -351,7 +362,7 @@ func (wc *wsConn) readFailed(err error) {
 // Each round writes everything queued in one write, under one deadline.
 func (wc *wsConn) writer() {
 	defer wc.writers.Done()
-	c, nc := wc.c, wc.ws.NetConn()
+	c, nc := wc.c, wc.nc
 	wt := c.srv.cfg.WriteTimeout
 	var buf []byte
 	wrote := false

@@ -1,9 +1,12 @@
 package phx
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -282,4 +285,57 @@ func TestSlowHandlerDoesNotHoldBroadcasts(t *testing.T) {
 		a.expect(fmt.Sprintf(`[null,null,"room:s","b",{"i":%d}]`, i))
 	}
 	a.expect(`["2","2","room:slow","phx_reply",{"status":"ok","response":{}}]`)
+}
+
+// A client that breaks the protocol (here: an unmasked frame) gets one
+// close frame, 1002 with gorilla's reason, written by phx — gorilla's own
+// write of it is dropped (hijack.go) — and then the end of the stream.
+func TestProtocolErrorClosedByPhx(t *testing.T) {
+	e := newEnv(t, nil)
+	addr := strings.TrimPrefix(e.http.URL, "http://")
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	fmt.Fprintf(nc, "GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	nc.Write([]byte{0x81, 0x02, 'h', 'i'}) // unmasked
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rest) < 4 || rest[0] != 0x88 || int(rest[1]) != len(rest)-2 {
+		t.Fatalf("want exactly one close frame, got % x", rest)
+	}
+	code := int(rest[2])<<8 | int(rest[3])
+	if code != CloseProtocolError || !strings.Contains(string(rest[4:]), "MASK") {
+		t.Fatalf("close %d %q", code, rest[4:])
+	}
+}
+
+// With a small send queue, frames held for a running handler go out at
+// half of it: a slow handler never turns broadcasts into a slow consumer.
+func TestSlowHandlerSmallQueue(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.SendQueueLen = 4 })
+	a := e.dial("2.0.0")
+	a.sendText(`["1","1","room:q","phx_join",{}]`)
+	a.expect(`["1","1","room:q","phx_reply",{"status":"ok","response":{}}]`)
+	a.sendText(`["2","2","room:slowq","phx_join",{"sleep_ms":300}]`)
+	time.Sleep(50 * time.Millisecond)
+	for i := range 5 {
+		if err := e.srv.Broadcast("room:q", "b", map[string]int{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range 5 {
+		a.expect(fmt.Sprintf(`[null,null,"room:q","b",{"i":%d}]`, i))
+	}
+	a.expect(`["2","2","room:slowq","phx_reply",{"status":"ok","response":{}}]`)
 }
