@@ -2,7 +2,10 @@
 
 package loadtest
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Without epoll every connection has a reader goroutine.
 type poller struct{}
@@ -19,3 +22,10 @@ func (w *worker) startReading(c *client) error {
 
 // renice is not supported here.
 func renice(int) error { return errors.New("loadtest: -worker-nice needs Linux") }
+
+// Without pollers no connection is detached: raw is never set.
+func rawClose(int) error { return errors.New("loadtest: no raw descriptors here") }
+
+func (c *Conn) rawWrite([]byte, time.Duration) error {
+	return errors.New("loadtest: no raw descriptors here")
+}

@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -148,67 +147,12 @@ func (c *Conn) Close() error {
 	if c.raw >= 0 {
 		fd := c.raw
 		c.raw = -2 // closed
-		return syscall.Close(fd)
+		return rawClose(fd)
 	}
 	if c.raw == -2 {
 		return nil
 	}
 	return c.nc.Close()
-}
-
-// detach takes the socket out of Go's network poller and returns its
-// descriptor, for a poller that reads it with read(2); writes then go
-// straight to the descriptor too. The descriptor is duplicated and the
-// net.Conn closed (which removes it from the runtime's epoll set): data
-// arriving on a socket still registered there would wake the runtime's
-// netpoll thread for every frame, work done in the sender's write(2),
-// which is the server being measured.
-func (c *Conn) detach() (int, error) {
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return 0, errors.New("loadtest: connection has no descriptor")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(f uintptr) { fd, derr = syscall.Dup(int(f)) }); err != nil {
-		return 0, err
-	}
-	if derr != nil {
-		return 0, derr
-	}
-	syscall.CloseOnExec(fd)
-	c.wmu.Lock()
-	c.raw = fd
-	c.nc.Close()
-	c.wmu.Unlock()
-	return fd, nil
-}
-
-// rawWrite writes b to the detached descriptor (non-blocking: it retries
-// a full send buffer for up to timeout).
-func (c *Conn) rawWrite(b []byte, timeout time.Duration) error {
-	end := time.Now().Add(timeout)
-	for len(b) > 0 {
-		n, err := syscall.Write(c.raw, b)
-		if n > 0 {
-			b = b[n:]
-		}
-		switch {
-		case err == nil || err == syscall.EINTR:
-		case err == syscall.EAGAIN:
-			if time.Now().After(end) {
-				return errors.New("loadtest: write timeout")
-			}
-			time.Sleep(time.Millisecond)
-		default:
-			return err
-		}
-	}
-	return nil
 }
 
 // SetReadDeadline sets the deadline of the next reads.
