@@ -146,27 +146,49 @@ func (c *conn) flush() {
 		return
 	}
 	c.queue = nil
+	c.claimLocked()
+	c.mu.Unlock()
+
+	if len(q) == 1 && q[0].wire != nil {
+		buf := q[0].wire // a broadcast: shared bytes, written as they are
+		recycle(q)
+		c.writeOut(buf, nil)
+		return
+	}
+	sp := scratch.Get().(*[]byte)
+	buf := (*sp)[:0]
+	for _, f := range q {
+		buf = appendWire(buf, f)
+	}
+	recycle(q)
+	c.writeOut(buf, sp)
+}
+
+// directOKLocked reports whether the calling goroutine may write to the
+// socket itself now (see flush). c.mu must be held.
+func (c *conn) directOKLocked() bool {
+	return c.direct != nil && c.spawn != nil && !c.writerActive && !c.closing &&
+		c.partial == nil && !c.handling && len(c.queue) == 0
+}
+
+// claimLocked makes the calling goroutine the connection's writer, counted
+// in writers (the transport waits for it before closing the socket).
+func (c *conn) claimLocked() {
 	c.writerActive = true
 	if c.writers != nil {
 		c.writers.Add(1)
+	}
+}
+
+// writeOut writes buf with one non-blocking write, as the writer claimed
+// by claimLocked, and hands what the socket did not take (and anything
+// queued meanwhile, or a close) to a writer goroutine. sp, if set, is the
+// scratch buffer behind buf.
+func (c *conn) writeOut(buf []byte, sp *[]byte) {
+	if c.writers != nil {
 		defer c.writers.Done() // after a hand-over to spawn, which adds its own
 	}
-	c.mu.Unlock()
-
-	var buf []byte
-	var sp *[]byte
-	if len(q) == 1 && q[0].wire != nil {
-		buf = q[0].wire // a broadcast: shared bytes, written as they are
-	} else {
-		sp = scratch.Get().(*[]byte)
-		buf = (*sp)[:0]
-		for _, f := range q {
-			buf = appendWire(buf, f)
-		}
-	}
 	n, err := c.direct(buf)
-	recycle(q) // done with it (buf keeps what a cut write still needs)
-
 	c.mu.Lock()
 	switch {
 	case err != nil:
@@ -299,6 +321,14 @@ func (c *conn) deliver(s *Socket, f frame) bool {
 			ok = true
 		}
 	case sockJoined:
+		if f.wire != nil && c.directOKLocked() {
+			// An idle connection and a pre-framed broadcast: written at
+			// once, without going through the queue.
+			c.claimLocked()
+			c.mu.Unlock()
+			c.writeOut(f.wire, nil)
+			return true
+		}
 		ok = c.enqueueLocked(f)
 	}
 	c.unlock()

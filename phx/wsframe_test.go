@@ -43,7 +43,16 @@ type writeLog struct {
 
 func logWrites(c *conn, limit int) *writeLog {
 	l := &writeLog{}
-	c.mu.Lock()
+	// Swap only while nobody writes: the frame before may still be going
+	// out (its writer reads c.direct without the lock).
+	for {
+		c.mu.Lock()
+		if !c.writerActive && len(c.queue) == 0 && c.partial == nil {
+			break
+		}
+		c.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
 	l.direct = c.direct
 	c.direct = func(b []byte) (int, error) {
 		if limit > 0 && len(b) > limit {
