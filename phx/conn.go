@@ -327,7 +327,7 @@ func (c *conn) deliver(s *Socket, f frame) bool {
 			c.claimLocked()
 			c.mu.Unlock()
 			c.writeOut(f.wire, nil)
-			return true
+			return true // queued or written; a failed write closes the connection
 		}
 		ok = c.enqueueLocked(f)
 	}

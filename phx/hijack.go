@@ -2,7 +2,6 @@ package phx
 
 import (
 	"bufio"
-	"errors"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -51,11 +50,9 @@ type hijacker struct {
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := h.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("phx: the http.ResponseWriter cannot be hijacked")
-	}
-	c, brw, err := hj.Hijack()
+	// Through a ResponseController, which also finds the Hijacker behind
+	// middleware wrappers that have an Unwrap method.
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}

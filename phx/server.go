@@ -357,7 +357,8 @@ func (s *Server) Connections() int {
 // every connection is gone or ctx is done; then it closes what is left at
 // once (as Close) and returns ctx's error. Idempotent. It does not stop the
 // http.Server: hijacked WebSocket connections are not seen by
-// http.Server.Shutdown, so call this one too.
+// http.Server.Shutdown, so call this one too. Not from a Channel callback
+// (it would wait for the connection running it; call it from a goroutine).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cmu.Lock()
 	s.stopping = true
@@ -386,7 +387,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Close closes every connection at once (no close handshake), terminates
-// all channels and waits for the connections' goroutines. Idempotent.
+// all channels and waits for the connections' goroutines. Idempotent. Like
+// Shutdown, it must not be called from a Channel callback: it would wait
+// for the connection running that callback.
 func (s *Server) Close() error {
 	s.cmu.Lock()
 	s.stopping = true

@@ -343,17 +343,32 @@ func (wc *wsConn) readFailed(err error) {
 		if !closing {
 			c.closeWith(CloseProtocolError, "idle timeout")
 		}
-	case errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
-		// The connection is gone.
-		c.mu.Lock()
-		c.setClosingLocked(0, "")
-		c.mu.Unlock()
-	default:
+	case isProtocolError(err):
 		// The client broke the protocol (gorilla's message, e.g. "bad
 		// MASK"): close 1002 with it, as gorilla would have, but through
 		// our queue (hijack.go).
 		c.closeWith(CloseProtocolError, strings.TrimPrefix(err.Error(), "websocket: "))
+	default:
+		// The connection is gone (EOF, reset, a TLS error…).
+		c.mu.Lock()
+		c.setClosingLocked(0, "")
+		c.mu.Unlock()
 	}
+}
+
+// isProtocolError reports whether a read error is gorilla's verdict on the
+// client's frames: its read limit, or a plain error of its own ("websocket:
+// bad MASK", "websocket: unknown opcode 3"…), which is neither a net.Error
+// nor an end of stream.
+func isProtocolError(err error) bool {
+	if errors.Is(err, websocket.ErrReadLimit) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	return strings.HasPrefix(err.Error(), "websocket: ") && errors.Unwrap(err) == nil
 }
 
 // writer drains the conn's queue onto the WebSocket and returns when it is

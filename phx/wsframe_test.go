@@ -3,6 +3,7 @@ package phx
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -347,4 +348,27 @@ func TestSlowHandlerSmallQueue(t *testing.T) {
 		a.expect(fmt.Sprintf(`[null,null,"room:q","b",{"i":%d}]`, i))
 	}
 	a.expect(`["2","2","room:slowq","phx_reply",{"status":"ok","response":{}}]`)
+}
+
+// Read errors: gorilla's verdicts on the client's frames are protocol
+// errors (1002); ends of the stream and transport errors are not.
+func TestIsProtocolError(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{errors.New("websocket: bad MASK"), true},
+		{errors.New("websocket: unknown opcode 3"), true},
+		{websocket.ErrReadLimit, true},
+		{io.EOF, false},
+		{io.ErrUnexpectedEOF, false},
+		{&net.OpError{Op: "read", Err: net.ErrClosed}, false},
+		{fmt.Errorf("websocket: wrapped: %w", io.ErrClosedPipe), false},
+		{errors.New("tls: received record with version 3 when expecting version 303"), false},
+		{io.ErrClosedPipe, false},
+	} {
+		if got := isProtocolError(c.err); got != c.want {
+			t.Errorf("isProtocolError(%v) = %v", c.err, got)
+		}
+	}
 }
