@@ -135,7 +135,8 @@ func (s *Socket) Owner() string { return s.owner }
 func (s *Socket) Server() *Server { return s.c.srv }
 
 // Push sends event with payload to this client only, tagged with the join's
-// join_ref (ref null). payload must encode to a JSON object, or be Binary.
+// join_ref (ref null). payload must encode to a JSON object (a
+// JSONAppender encodes itself), or be Binary.
 // Safe from any goroutine. It returns ErrClosed after the channel ended.
 // Pushes made during Join are sent after the join's reply.
 func (s *Socket) Push(event string, payload any) error {

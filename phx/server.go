@@ -216,9 +216,9 @@ func (s *Server) Subscribers(topic string) int {
 
 // Broadcast sends event with payload to every socket joined to topic on this
 // server (a local fan-out: join_ref and ref null). The payload (a value
-// that encodes to a JSON object, a json.RawMessage, or Binary) is encoded
-// once, and once per serializer in use; the same bytes are queued to every
-// subscriber. It never blocks on a client: a subscriber whose queue is full
+// that encodes to a JSON object, a json.RawMessage, a JSONAppender, or
+// Binary) is encoded once, and framed once per serializer in use; the same
+// bytes go to every subscriber. It never blocks on a client: a subscriber whose queue is full
 // is disconnected. Safe from any goroutine; broadcasts made by one goroutine
 // reach each subscriber in order. Sockets still joining get it right after
 // their join reply.
