@@ -126,6 +126,10 @@ test("cluster: presence:update on one node reaches the other nodes' clients with
     carol: [{device: "n3-tablet", status: "online"}],
   })
 
+  // Each client's own join diff has come (it would otherwise count as one
+  // of the diffs after a mark below).
+  for (const m of ms) await m.ownJoin(CONVERGE_MS)
+
   // Each client in turn updates its meta; the clients on the two other nodes see it.
   for (const [i, updater] of ms.entries()) {
     const key = updater.user

@@ -155,6 +155,15 @@ export class Member {
   async waitView(what, pred, ms = 5000) {
     return waitFor(`${this.user} to see ${what}`, () => pred(this.view()), ms, () => this.view())
   }
+
+  // ownJoin waits for the presence_diff of this member's own join (a
+  // tracked member gets it after its presence_state, about when the others
+  // get theirs): a test that counts the diffs after a mark must not start
+  // counting before it came.
+  async ownJoin(ms = 5000) {
+    return waitFor(`${this.user}'s own join diff`,
+      () => this.raw.some((r) => r.event === "presence_diff" && this.user in r.payload.joins), ms)
+  }
 }
 
 export async function member(socket, topic, params) {

@@ -125,6 +125,9 @@ test("JP-14: presence:update gives phx_ref_prev on the wire and the same key wit
   const a = await member(await connect("alice"), topic, meta("laptop"))
   const b = await member(await connect("bob"), topic, meta("phone"))
   await a.waitView("bob", (v) => v.bob)
+  // bob's own join diff reaches bob about when it reaches alice: wait for
+  // it too, or it could land after the mark below.
+  await b.ownJoin()
   const oldRef = b.metas("alice")[0].phx_ref
 
   const rawMark = b.raw.length
