@@ -177,6 +177,16 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, err
 	}
 	b.idSub = sub
+	// The name is ours once the server has the subscription: without this
+	// round trip a second New right after this one could ask before it and
+	// hear no responder (seen as a flaky TestNameTaken).
+	if err := b.nc.FlushTimeout(2 * time.Second); err != nil {
+		sub.Unsubscribe()
+		if b.ownConn {
+			b.nc.Close()
+		}
+		return nil, fmt.Errorf("natsbus: %w", err)
+	}
 	go b.receive()
 	return b, nil
 }
