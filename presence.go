@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/gopresence/presence/internal/jsonstr"
 	"github.com/gopresence/presence/pubsub"
 	"github.com/gopresence/presence/pubsub/membus"
 	"github.com/gopresence/presence/tracker"
@@ -57,7 +58,7 @@ func (e *Entry) AppendJSON(b []byte) []byte {
 		slices.Sort(keys)
 		for _, k := range keys {
 			b = append(b, ',')
-			b = appendKey(b, k)
+			b = jsonstr.Append(b, k)
 			b = append(b, ':')
 			b = append(b, e.Extra[k]...)
 		}
@@ -75,19 +76,6 @@ func (s State) size() int {
 		}
 	}
 	return n
-}
-
-// appendKey appends k as a JSON string, as encoding/json writes it.
-func appendKey(b []byte, k string) []byte {
-	for i := 0; i < len(k); i++ {
-		if c := k[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(k) // escapes, HTML-safe
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, k...)
-	return append(b, '"')
 }
 
 // State maps each key of a topic to its entry; json.Marshal gives the
@@ -143,7 +131,7 @@ func (s State) AppendJSON(b []byte) []byte {
 	case 0:
 	case 1:
 		for k, e := range s {
-			b = appendKey(b, k)
+			b = jsonstr.Append(b, k)
 			b = append(b, ':')
 			b = e.AppendJSON(b)
 		}
@@ -157,7 +145,7 @@ func (s State) AppendJSON(b []byte) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendKey(b, k)
+			b = jsonstr.Append(b, k)
 			b = append(b, ':')
 			b = s[k].AppendJSON(b)
 		}

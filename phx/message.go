@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/gopresence/presence/internal/jsonstr"
 )
 
 // Reserved events of the channel protocol (spec §5.3).
@@ -35,7 +37,7 @@ func stringRef(s string) ref {
 	if s == "" {
 		return nil
 	}
-	return ref(appendJSONString(nil, s)) // invalid UTF-8 becomes U+FFFD
+	return ref(jsonstr.Append(nil, s)) // invalid UTF-8 becomes U+FFFD
 }
 
 func (r ref) isNull() bool { return r == nil }
@@ -307,19 +309,6 @@ type frame struct {
 	buf []byte
 }
 
-// appendJSONString appends s as a JSON string.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // escapes as encoding/json does
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
 // encodeText encodes a JSON frame with an already encoded object payload.
 // V1 never carries join_ref (spec §5.2).
 func (s serializer) encodeText(joinRef, ref ref, topic, event string, payload []byte) frame {
@@ -327,9 +316,9 @@ func (s serializer) encodeText(joinRef, ref ref, topic, event string, payload []
 	if s == serV1 {
 		b = make([]byte, wsRoom, wsRoom+len(topic)+len(event)+len(payload)+len(ref)+48)
 		b = append(b, `{"topic":`...)
-		b = appendJSONString(b, topic)
+		b = jsonstr.Append(b, topic)
 		b = append(b, `,"event":`...)
-		b = appendJSONString(b, event)
+		b = jsonstr.Append(b, event)
 		b = append(b, `,"payload":`...)
 		b = append(b, payload...)
 		b = append(b, `,"ref":`...)
@@ -343,9 +332,9 @@ func (s serializer) encodeText(joinRef, ref ref, topic, event string, payload []
 	b = append(b, ',')
 	b = append(b, ref.json()...)
 	b = append(b, ',')
-	b = appendJSONString(b, topic)
+	b = jsonstr.Append(b, topic)
 	b = append(b, ',')
-	b = appendJSONString(b, event)
+	b = jsonstr.Append(b, event)
 	b = append(b, ',')
 	b = append(b, payload...)
 	b = append(b, ']')
@@ -450,7 +439,7 @@ func marshalObject(v any) ([]byte, error) {
 func replyPayload(status string, response []byte) []byte {
 	b := make([]byte, 0, len(status)+len(response)+28)
 	b = append(b, `{"status":`...)
-	b = appendJSONString(b, status)
+	b = jsonstr.Append(b, status)
 	b = append(b, `,"response":`...)
 	b = append(b, response...)
 	b = append(b, '}')
