@@ -45,6 +45,7 @@ type conn struct {
 	// mu guards the output side: queue, socket delivery states, closing.
 	mu          sync.Mutex
 	queue       []frame
+	qp          *[]frame      // the pool's holder of queue's array (see recycle)
 	notify      chan struct{} // cap 1: queue non-empty or closing
 	closing     bool
 	closeCode   int
@@ -140,18 +141,17 @@ func (c *conn) flush() {
 		c.mu.Unlock()
 		return
 	}
-	q := c.queue
-	if len(q) == 0 {
+	if len(c.queue) == 0 {
 		c.mu.Unlock()
 		return
 	}
-	c.queue = nil
+	q, qp := c.takeQueueLocked()
 	c.claimLocked()
 	c.mu.Unlock()
 
 	if len(q) == 1 && q[0].wire != nil {
 		buf := q[0].wire // a broadcast: shared bytes, written as they are
-		recycle(q)
+		recycle(qp, q)
 		c.writeOut(buf, nil)
 		return
 	}
@@ -160,7 +160,7 @@ func (c *conn) flush() {
 	for _, f := range q {
 		buf = appendWire(buf, f)
 	}
-	recycle(q)
+	recycle(qp, q)
 	c.writeOut(buf, sp)
 }
 
@@ -230,7 +230,8 @@ func (c *conn) enqueueLocked(f frame) bool {
 		return false
 	}
 	if c.queue == nil {
-		c.queue = (*queues.Get().(*[]frame))[:0]
+		c.qp = queues.Get().(*[]frame)
+		c.queue = (*c.qp)[:0]
 	}
 	c.queue = append(c.queue, f)
 	c.signal()
@@ -242,14 +243,23 @@ func (c *conn) enqueueLocked(f frame) bool {
 // own emptied queue would hold memory on every idle connection.
 var queues = sync.Pool{New: func() any { q := make([]frame, 0, 4); return &q }}
 
-// recycle gives back a queue taken off a connection and written.
-func recycle(q []frame) {
-	if cap(q) == 0 || cap(q) > 64 {
+// takeQueueLocked takes the queue off the connection, with the pool's
+// holder it came in (nil if none), for recycle. c.mu must be held.
+func (c *conn) takeQueueLocked() ([]frame, *[]frame) {
+	q, qp := c.queue, c.qp
+	c.queue, c.qp = nil, nil
+	return q, qp
+}
+
+// recycle gives back a queue taken off a connection and written, in its
+// holder (reusing the holder keeps Put from allocating one).
+func recycle(qp *[]frame, q []frame) {
+	if qp == nil || cap(q) == 0 || cap(q) > 64 {
 		return
 	}
 	clear(q)
-	q = q[:0]
-	queues.Put(&q)
+	*qp = q[:0]
+	queues.Put(qp)
 }
 
 func (c *conn) enqueue(f frame) bool {

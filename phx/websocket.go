@@ -384,8 +384,9 @@ func (wc *wsConn) writer() {
 	for {
 		c.mu.Lock()
 		p := c.partial
-		q, closing := c.queue, c.closing
-		c.partial, c.queue = nil, nil
+		closing := c.closing
+		q, qp := c.takeQueueLocked()
+		c.partial = nil
 		var code int
 		var reason string
 		if closing {
@@ -406,7 +407,7 @@ func (wc *wsConn) writer() {
 		for _, f := range q {
 			buf = appendWire(buf, f)
 		}
-		recycle(q)
+		recycle(qp, q)
 		if closing && code != 0 {
 			buf = appendWire(buf, frame{ctl: opClose, data: closePayload(code, reason)})
 		}
