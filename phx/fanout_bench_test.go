@@ -56,24 +56,14 @@ func benchFanout(b *testing.B, n int) {
 		srv.Shutdown(ctx)
 		hs.Close()
 	}()
-	join := []byte(`["1","1","room:bench","phx_join",{}]`)
-	for i := range n {
+	for range n {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			b.Fatal(err)
 		}
 		conns = append(conns, c)
-		fmt.Fprintf(c, "GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
-		br := bufio.NewReaderSize(c, 4096)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-			b.Fatalf("upgrade %d: %v %v", i, resp, err)
-		}
-		// A masked text frame (zero key).
-		c.Write(append([]byte{0x81, 0x80 | byte(len(join)), 0, 0, 0, 0}, join...))
-		if _, err := benchReadFrame(br, nil); err != nil { // the join's reply
-			b.Fatal(err)
-		}
+		br := rawUpgrade(b, c, addr)
+		rawJoin(b, c, br, "room:bench")
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
@@ -114,6 +104,29 @@ func benchFanout(b *testing.B, n int) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
 	b.ReportMetric(float64(inBroadcast.Nanoseconds())/float64(b.N), "broadcast-ns/op")
+}
+
+// rawUpgrade performs a V2 WebSocket handshake on c (no client library:
+// the benchmarks' clients must cost little) and returns c's reader.
+func rawUpgrade(tb testing.TB, c net.Conn, addr string) *bufio.Reader {
+	tb.Helper()
+	fmt.Fprintf(c, "GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+	br := bufio.NewReaderSize(c, 4096)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		tb.Fatalf("upgrade: %v %v", resp, err)
+	}
+	return br
+}
+
+// rawJoin joins topic on a raw connection and reads the reply.
+func rawJoin(tb testing.TB, c net.Conn, br *bufio.Reader, topic string) {
+	tb.Helper()
+	join := []byte(`["1","1","` + topic + `","phx_join",{}]`)
+	c.Write(append([]byte{0x81, 0x80 | byte(len(join)), 0, 0, 0, 0}, join...)) // masked, zero key
+	if _, err := benchReadFrame(br, nil); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // benchReadFrame reads one unfragmented, unmasked server frame into buf.
@@ -173,23 +186,13 @@ func BenchmarkBroadcastPassive(b *testing.B) {
 		srv.Shutdown(ctx)
 		hs.Close()
 	}()
-	join := []byte(`["1","1","room:bench","phx_join",{}]`)
-	for i := range n {
+	for range n {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			b.Fatal(err)
 		}
 		conns = append(conns, c)
-		fmt.Fprintf(c, "GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
-		br := bufio.NewReaderSize(c, 4096)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-			b.Fatalf("upgrade %d: %v %v", i, resp, err)
-		}
-		c.Write(append([]byte{0x81, 0x80 | byte(len(join)), 0, 0, 0, 0}, join...))
-		if _, err := benchReadFrame(br, nil); err != nil {
-			b.Fatal(err)
-		}
+		rawJoin(b, c, rawUpgrade(b, c, addr), "room:bench")
 	}
 	payload := json.RawMessage(`{"joins":{"alice":{"metas":[{"phx_ref":"F-abc123","status":"online","device":"laptop"}]}},"leaves":{}}`)
 	b.ReportAllocs()
