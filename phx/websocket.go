@@ -292,14 +292,11 @@ func (wc *wsConn) readLoop() {
 	s.unregister(c)
 }
 
-// readBufs are the buffers frames are read into before they are copied out
-// at their exact size (io.ReadAll would allocate 512 bytes or more per frame
-// and grow it); buffers over maxScratch are not kept.
-var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-// readFrame reads r to its end into a pooled buffer and returns a copy.
+// readFrame reads r to its end into a scratch buffer (wsframe.go) and
+// returns a copy at its exact size (io.ReadAll would allocate 512 bytes or
+// more per frame and grow it).
 func readFrame(r io.Reader) ([]byte, error) {
-	bp := readBufs.Get().(*[]byte)
+	bp := scratch.Get().(*[]byte)
 	buf := (*bp)[:0]
 	var err error
 	for {
@@ -320,7 +317,7 @@ func readFrame(r io.Reader) ([]byte, error) {
 	}
 	if cap(buf) <= maxScratch {
 		*bp = buf[:0]
-		readBufs.Put(bp)
+		scratch.Put(bp)
 	}
 	return data, err
 }

@@ -89,8 +89,9 @@ func closePayload(code int, reason string) []byte {
 	return append([]byte{byte(code >> 8), byte(code)}, reason...)
 }
 
-// scratch holds the buffers that coalesce a connection's queued frames for
-// one write; buffers over maxScratch are not kept.
+// scratch holds transient byte buffers: those that coalesce a connection's
+// queued frames for one write, and those frames are read into. Buffers over
+// maxScratch are not kept.
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 const maxScratch = 64 << 10
