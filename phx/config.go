@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/gopresence/presence/internal/loglimit"
 )
 
 // Defaults of Config (a zero field means the default).
@@ -21,7 +23,11 @@ const (
 	DefaultJoinRate        = 10
 	DefaultJoinBurst       = 100
 	DefaultLongPollWindow  = 10 * time.Second
-	DefaultLongPollMaxBody = 10 << 20
+	DefaultLongPollMaxBody = 2 << 20
+	DefaultMaxQueueBytes   = 8 << 20
+	DefaultMaxConnsPerIP   = 100
+	DefaultMaxConnsPerID   = 32
+	DefaultMaxTopicLen     = 256
 )
 
 // Config configures a Server. The zero value of every field means its
@@ -104,8 +110,41 @@ type Config struct {
 	LongPollWindow time.Duration
 
 	// LongPollMaxBody bounds a long-poll POST body in bytes; a larger body
-	// gets HTTP 413. Default 10 MiB.
+	// gets HTTP 413 (checked against Content-Length before anything is
+	// read). Default 2 MiB.
 	LongPollMaxBody int64
+
+	// MaxQueueBytes bounds the bytes waiting to be written to one client
+	// (queued frames and the unwritten rest of the frame being written).
+	// A frame that would take a non-empty queue past it closes the
+	// connection as a slow consumer (WebSocket close 1008); a single frame
+	// larger than the bound still goes out when nothing else waits.
+	// Default 8 MiB.
+	MaxQueueBytes int64
+
+	// MaxConnsPerIP bounds the live connections (WebSockets and long-poll
+	// sessions) from one peer IP address; one more is refused with HTTP
+	// 429 (long-poll: body status 429). Loopback peers are not counted: a
+	// reverse proxy on the same host makes every client look like one.
+	// Default 100; negative: no limit.
+	MaxConnsPerIP int
+
+	// MaxConnsPerID bounds the live connections of one Identity.ID (one
+	// user, with presencechannel); one more is refused with HTTP 429.
+	// Default 32; negative: no limit.
+	MaxConnsPerID int
+
+	// MaxTopicLen bounds a topic's length in bytes; a join of a longer
+	// topic, or of one holding control characters or invalid UTF-8, gets
+	// an error reply {"reason":"invalid topic"}. Default 256.
+	MaxTopicLen int
+
+	// TrustForwardedProto makes the same-origin check (AllowedOrigins
+	// empty) take the request's scheme from X-Forwarded-Proto (or the
+	// proto of Forwarded), as sent by a TLS-terminating reverse proxy.
+	// Only for servers reachable through such a proxy alone: a client
+	// reaching the server directly could set it. Default false.
+	TrustForwardedProto bool
 
 	// Logger receives warnings (refused connections, unmatched topics,
 	// closed connections). Nil discards.
@@ -155,6 +194,10 @@ type Identity struct {
 	// Socket.Assigns (e.g. the authenticated user). Treat it as read-only:
 	// channels of one connection share it.
 	Assigns any
+	// ExpiresAt, when set, is when the connection's credentials expire
+	// (a token's exp): the server closes the connection then (WebSocket
+	// close 1008 "token expired"; a long-poll session ends). Zero: never.
+	ExpiresAt time.Time
 }
 
 // ConnectError refuses a connection with an HTTP status (WebSocket only;
@@ -208,8 +251,18 @@ func (c *Config) withDefaults() Config {
 	if d.LongPollMaxBody <= 0 {
 		d.LongPollMaxBody = DefaultLongPollMaxBody
 	}
-	if d.Logger == nil {
-		d.Logger = slog.New(slog.DiscardHandler)
+	if d.MaxQueueBytes <= 0 {
+		d.MaxQueueBytes = DefaultMaxQueueBytes
 	}
+	if d.MaxConnsPerIP == 0 {
+		d.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if d.MaxConnsPerID == 0 {
+		d.MaxConnsPerID = DefaultMaxConnsPerID
+	}
+	if d.MaxTopicLen <= 0 {
+		d.MaxTopicLen = DefaultMaxTopicLen
+	}
+	d.Logger = loglimit.New(d.Logger)
 	return d
 }
