@@ -23,3 +23,28 @@ func TestWithRefsCompactsMetas(t *testing.T) {
 		}
 	}
 }
+
+// A meta cannot carry its own phx_ref or phx_ref_prev, however the key is
+// spelled: JSON escapes name the same key, and the frames a client reads
+// decode them, so an escaped spoof must be dropped like a plain one.
+func TestWithRefsDropsEscapedRefs(t *testing.T) {
+	for _, in := range []string{
+		`{"phx\u005fref":"SPOOFED","a":1}`,
+		`{"\u0070hx_ref":"SPOOFED","a":1}`,
+		`{"phx_ref\u005fprev":"SPOOFED","a":1}`,
+		`{"phx_ref":"SPOOFED","a":1}`,
+	} {
+		got, err := withRefs([]byte(in), "R", "P")
+		if err != nil {
+			t.Fatalf("withRefs(%s): %v", in, err)
+		}
+		if want := `{"phx_ref":"R","phx_ref_prev":"P","a":1}`; string(got) != want {
+			t.Errorf("withRefs(%s) = %s, want %s", in, got, want)
+		}
+	}
+	// A backslash elsewhere keeps its meaning.
+	got, err := withRefs([]byte(`{"s":"a\"b\\c"}`), "R", "")
+	if err != nil || string(got) != `{"phx_ref":"R","s":"a\"b\\c"}` {
+		t.Errorf("escaped string: %s, %v", got, err)
+	}
+}

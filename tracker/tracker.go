@@ -186,7 +186,10 @@ func withRefs(meta []byte, ref, prev string) ([]byte, error) {
 	} else if !json.Valid(meta) {
 		return nil, ErrInvalidMeta
 	}
-	if bytes.Contains(meta, []byte(`phx_ref`)) {
+	// Decoding is skipped only when no key can be a ref: a key spelled
+	// with escapes ("phx\u005fref") names the same key once decoded, by
+	// us or by a client, so any backslash takes the decoding path too.
+	if bytes.Contains(meta, []byte(`phx_ref`)) || bytes.IndexByte(meta, '\\') >= 0 {
 		var m map[string]json.RawMessage
 		if err := json.Unmarshal(meta, &m); err != nil {
 			return nil, ErrInvalidMeta
