@@ -11,11 +11,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/gopresence/presence"
+	"github.com/gopresence/presence/internal/loglimit"
 	"github.com/gopresence/presence/phx"
 	"github.com/gopresence/presence/phx/presencechannel"
 	"github.com/gopresence/presence/pubsub"
@@ -47,15 +49,32 @@ type options struct {
 	permdownOnShutdown bool
 	poolSize           int
 	jwtSecret          string
+	jwtSecretFile      string
 	insecure           bool
 	origins            string
 	topics             string
 	longPoll           bool
 	shutdownTimeout    time.Duration
 	logLevel           string
+
+	// onListen, when set (by tests), is called with the HTTP address once
+	// it listens.
+	onListen func(net.Addr)
 }
 
-func parse(args []string, getenv func(string) string, out io.Writer) (*options, error) {
+// minSecretLen is the shortest JWT secret accepted: HS256 keys shorter than
+// the hash (32 bytes) make guessing the key easier than forging a signature.
+const minSecretLen = 32
+
+// secretFlags are the flags that hold a secret or name its file. Unlike the
+// other flags, setting one of them to "" (flag or environment) is an
+// error: an empty secret would otherwise mean "no secret", which for
+// --jwt-secret is dev mode, where anyone may claim any user id.
+var secretFlags = []string{"jwt-secret", "jwt-secret-file"}
+
+// parse reads the flags, over the environment (lookup is os.LookupEnv:
+// "set but empty" must be told apart from "unset").
+func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*options, error) {
 	o := &options{}
 	host, _ := os.Hostname()
 	if host == "" {
@@ -78,7 +97,8 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.DurationVar(&o.flushInterval, "flush-interval", 5*time.Millisecond, "longest wait before a local change is sent to the other nodes")
 	fs.BoolVar(&o.permdownOnShutdown, "permdown-on-shutdown", false, "on SIGTERM, tell peers to drop this node's presences at once (default: they leave after the down period)")
 	fs.IntVar(&o.poolSize, "pool-size", 1, "tracker shards per node; must be equal on every node")
-	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret: sockets must send a JWT as param token, sub = user key, optional topics claim. Without it, dev mode takes the key from param user_id")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret (at least 32 bytes): sockets must send a JWT as param token, sub = user key, optional topics claim. Without it, dev mode takes the key from param user_id. Visible in the process list: prefer PRESENCE_JWT_SECRET or --jwt-secret-file")
+	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "read the HS256 secret from this file (trailing newline trimmed), instead of --jwt-secret")
 	fs.BoolVar(&o.insecure, "insecure", false, "allow dev mode (no --jwt-secret) on a non-loopback address")
 	fs.StringVar(&o.origins, "origins", "", "comma-separated allowed Origins for sockets (e.g. https://app.example.com, //*.example.com, *); default: same origin")
 	fs.StringVar(&o.topics, "topics", "room:*", "comma-separated topic patterns the built-in channel serves")
@@ -89,14 +109,20 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 		fmt.Fprintf(out, "Usage: presenced [flags]\n\nA Presence node: Phoenix channels + replicated presence. Every flag can also be set\nwith the environment variable PRESENCE_<FLAG> (upper case, - as _), e.g. PRESENCE_NATS_URL.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	// environment first, flags override
+	// Environment first, flags override. An empty variable is ignored
+	// (compose files often pass through unset variables as ""), except for
+	// the secrets; set records where each flag was given, for the errors.
+	set := map[string]string{}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "PRESENCE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" {
-			if err := f.Value.Set(v); err != nil && envErr == nil {
-				envErr = fmt.Errorf("%s=%q: %v", name, v, err)
-			}
+		v, ok := lookup(name)
+		if !ok || (v == "" && !slices.Contains(secretFlags, f.Name)) {
+			return
+		}
+		set[f.Name] = name
+		if err := f.Value.Set(v); err != nil && envErr == nil {
+			envErr = fmt.Errorf("%s: %v", name, err)
 		}
 	})
 	if envErr != nil {
@@ -111,6 +137,14 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = "--" + f.Name })
+	var err error
+	if o.jwtSecret, err = secret("jwt-secret", o.jwtSecret, o.jwtSecretFile, set); err != nil {
+		return nil, err
+	}
+	if o.jwtSecret != "" && len(o.jwtSecret) < minSecretLen {
+		return nil, fmt.Errorf("the JWT secret is %d bytes; at least %d are required (e.g. openssl rand -base64 48)", len(o.jwtSecret), minSecretLen)
+	}
 	n := 0
 	for _, b := range []bool{o.natsURL != "", o.natsEmbed, o.redisURL != ""} {
 		if b {
@@ -121,6 +155,31 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 		return nil, errors.New("choose one of --nats-url, --nats-embed, --redis-url")
 	}
 	return o, nil
+}
+
+// secret resolves the secret flag name, given inline or, by name+"-file",
+// as a file. A secret set to "" anywhere is an error, never "no secret".
+func secret(name, inline, file string, set map[string]string) (string, error) {
+	src, fileSrc := set[name], set[name+"-file"]
+	switch {
+	case src != "" && inline == "":
+		return "", fmt.Errorf("%s is set but empty: give a secret, or unset it", src)
+	case fileSrc != "" && file == "":
+		return "", fmt.Errorf("%s is set but empty: give a file name, or unset it", fileSrc)
+	case inline != "" && file != "":
+		return "", fmt.Errorf("--%s and --%s-file are both set: choose one", name, name)
+	case file == "":
+		return inline, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %v", fileSrc, err)
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s: %s is empty", fileSrc, file)
+	}
+	return s, nil
 }
 
 func splitList(s string) []string {
@@ -146,18 +205,33 @@ func isLoopback(addr string) bool {
 }
 
 // run starts a node and serves until ctx ends, then shuts down gracefully.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	o, err := parse(args, getenv, stderr)
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	o, err := parse(args, lookup, stderr)
 	if err != nil {
 		return err
 	}
+	return serve(ctx, o, stdout, stderr)
+}
+
+// devModeWarning is printed on stderr, outside the log, so that it shows
+// even with --log-level error.
+const devModeWarning = "DEV MODE: user_id taken on trust, no authentication"
+
+// serve runs a node with the options o until ctx ends.
+func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if o.jwtSecret == "" && !isLoopback(o.listen) && !o.insecure {
-		return fmt.Errorf("dev mode (no --jwt-secret) takes user ids on trust; it is only allowed on a loopback --listen address, unless --insecure")
+	// Log lines carry values clients choose (origins, topics): truncated
+	// and rate-limited, they can neither flood nor bloat the log.
+	log := loglimit.New(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	if o.jwtSecret == "" {
+		if !isLoopback(o.listen) && !o.insecure {
+			return fmt.Errorf("dev mode (no --jwt-secret) takes user ids on trust; it is only allowed on a loopback --listen address, unless --insecure")
+		}
+		fmt.Fprintln(stderr, devModeWarning)
+		log.Warn(devModeWarning, "listen", o.listen)
 	}
 
 	// the bus
@@ -288,6 +362,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if o.onListen != nil {
+		o.onListen(ln.Addr())
+	}
 	fmt.Fprintf(stdout, "presenced: node %s listening on http://%s (demo page at /)\n", o.node, ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -3,12 +3,74 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+// env is a lookup over m: a key present with "" is set but empty.
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// syncBuf is a bytes.Buffer safe for the node's goroutines and the test.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// testNode is a node started in-process by startNode.
+type testNode struct {
+	addr string // host:port of the HTTP listener
+	out  *syncBuf
+	stop func() error // cancels the node and waits for serve to return
+}
+
+// startNode parses args over environ, lets tweak adjust the options (nil:
+// none), serves, and returns once the node listens. The node stops at the
+// end of the test, unless stopped before.
+func startNode(t *testing.T, args []string, environ map[string]string, tweak func(*options)) *testNode {
+	t.Helper()
+	out := &syncBuf{}
+	o, err := parse(append([]string{"--listen", "127.0.0.1:0", "--log-level", "warn"}, args...), env(environ), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tweak != nil {
+		tweak(o)
+	}
+	addr := make(chan string, 1)
+	o.onListen = func(a net.Addr) { addr <- a.String() }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, o, out, out) }()
+	n := &testNode{out: out}
+	var once sync.Once
+	var stopErr error
+	n.stop = func() error {
+		once.Do(func() { cancel(); stopErr = <-done })
+		return stopErr
+	}
+	t.Cleanup(func() { n.stop() })
+	select {
+	case n.addr = <-addr:
+	case err := <-done:
+		t.Fatalf("node did not start: %v\n%s", err, out)
+	case <-time.After(15 * time.Second):
+		t.Fatalf("node not listening after 15 s\n%s", out)
+	}
+	return n
+}
+
+// secret32 is a valid JWT secret.
+const secret32 = "0123456789abcdef0123456789abcdef"
 
 func TestFlagsFromEnvironment(t *testing.T) {
 	o, err := parse([]string{"--broadcast-period", "2s"}, env(map[string]string{
@@ -62,5 +124,81 @@ func TestLoopback(t *testing.T) {
 		if got := isLoopback(addr); got != want {
 			t.Errorf("isLoopback(%q) = %v", addr, got)
 		}
+	}
+}
+
+// A secret set to "" (flag or environment) is an error, not dev mode.
+func TestEmptySecretIsAnError(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, map[string]string{"PRESENCE_JWT_SECRET": ""}, "PRESENCE_JWT_SECRET is set but empty"},
+		{[]string{"--jwt-secret", ""}, nil, "--jwt-secret is set but empty"},
+		{[]string{"--jwt-secret="}, nil, "--jwt-secret is set but empty"},
+		{[]string{"--jwt-secret-file", ""}, nil, "--jwt-secret-file is set but empty"},
+		{nil, map[string]string{"PRESENCE_JWT_SECRET_FILE": ""}, "PRESENCE_JWT_SECRET_FILE is set but empty"},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), c.args, env(c.env), &out, &out)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q %v: %v, want %q", c.args, c.env, err, c.want)
+		}
+		if strings.Contains(out.String(), devModeWarning) {
+			t.Errorf("%q %v: started dev mode", c.args, c.env)
+		}
+	}
+}
+
+func TestJWTSecretSources(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "secret")
+	if err := os.WriteFile(file, []byte(secret32+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parse([]string{"--jwt-secret-file", file}, env(nil), &bytes.Buffer{})
+	if err != nil || o.jwtSecret != secret32 {
+		t.Fatalf("--jwt-secret-file: %q, %v", o.jwtSecret, err)
+	}
+	o, err = parse(nil, env(map[string]string{"PRESENCE_JWT_SECRET_FILE": file}), &bytes.Buffer{})
+	if err != nil || o.jwtSecret != secret32 {
+		t.Fatalf("PRESENCE_JWT_SECRET_FILE: %q, %v", o.jwtSecret, err)
+	}
+	o, err = parse(nil, env(map[string]string{"PRESENCE_JWT_SECRET": secret32}), &bytes.Buffer{})
+	if err != nil || o.jwtSecret != secret32 {
+		t.Fatalf("PRESENCE_JWT_SECRET: %q, %v", o.jwtSecret, err)
+	}
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--jwt-secret", "short"}, "at least 32"},
+		{[]string{"--jwt-secret", secret32[:31]}, "at least 32"},
+		{[]string{"--jwt-secret-file", empty}, "is empty"},
+		{[]string{"--jwt-secret-file", filepath.Join(dir, "missing")}, "--jwt-secret-file"},
+		{[]string{"--jwt-secret", secret32, "--jwt-secret-file", file}, "choose one"},
+	} {
+		if _, err := parse(c.args, env(nil), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.args, err, c.want)
+		}
+	}
+}
+
+// Dev mode says so, on stderr outside the log and in the log.
+func TestDevModeWarns(t *testing.T) {
+	n := startNode(t, []string{"--log-level", "error"}, nil, nil)
+	if got := n.out.String(); !strings.Contains(got, devModeWarning+"\n") {
+		t.Fatalf("no dev mode warning on stderr:\n%s", got)
+	}
+	n = startNode(t, nil, nil, nil)
+	if got := n.out.String(); !strings.Contains(got, "level=WARN msg=\""+devModeWarning) {
+		t.Fatalf("no dev mode warning in the log:\n%s", got)
+	}
+	n = startNode(t, []string{"--jwt-secret", secret32}, nil, nil)
+	if got := n.out.String(); strings.Contains(got, "DEV MODE") {
+		t.Fatalf("dev mode warning with a secret:\n%s", got)
 	}
 }
