@@ -192,16 +192,63 @@ func splitList(s string) []string {
 	return out
 }
 
+// isLoopback reports whether the listen address addr (host:port) is on a
+// loopback interface.
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
+	return err == nil && loopbackHost(host)
+}
+
+// loopbackHost reports whether host (a name or an IP, IPv6 with or without
+// brackets, no port) is localhost or a loopback IP.
+func loopbackHost(host string) bool {
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return strings.EqualFold(host, "localhost") || loopbackIP(host)
+}
+
+func loopbackIP(s string) bool {
+	ip := net.ParseIP(s)
 	return ip != nil && ip.IsLoopback()
+}
+
+// localOnly guards the API, which bypasses the channels' authorization
+// (it lists any topic's members): it answers only a request that is made
+// on this host to this host. A loopback peer alone is not enough: a reverse
+// proxy on the same host is a loopback peer for every client it forwards,
+// and a browser page elsewhere can reach a loopback port under a name of
+// its own choosing (DNS rebinding), which shows in the Host header. So the
+// Host must be loopback too, and no Forwarded or X-Forwarded-* header may
+// say the request was relayed. Anything else gets 403 with a JSON reason.
+func localOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if reason := notLocal(r); reason != "" {
+			w.Header().Set("content-type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			json.NewEncoder(w).Encode(map[string]string{"error": reason})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// notLocal says why r is not a local request, or "" when it is.
+func notLocal(r *http.Request) string {
+	if peer, _, err := net.SplitHostPort(r.RemoteAddr); err != nil || !loopbackIP(peer) {
+		return "the API answers loopback peers only"
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if !loopbackHost(host) {
+		return "the API answers only requests addressed to a loopback Host (localhost, 127.0.0.1, [::1])"
+	}
+	for k := range r.Header {
+		if k = http.CanonicalHeaderKey(k); k == "Forwarded" || strings.HasPrefix(k, "X-Forwarded-") {
+			return "the API answers no forwarded request (" + k + " header)"
+		}
+	}
+	return ""
 }
 
 // run starts a node and serves until ctx ends, then shuts down gracefully.
@@ -319,7 +366,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("GET /api/v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /api/v1/cluster", localOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		type replica struct {
 			Name   string `json:"name"`
 			Vsn    int64  `json:"vsn"`
@@ -343,18 +390,13 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		}
 		w.Header().Set("content-type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"node": tr.Node(), "replicas": out})
-	})
-	mux.HandleFunc("GET /api/v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
-		// The presence_state of a topic as this node sees it, for operators
-		// and tests: answered to loopback clients only, since it bypasses
-		// the channel's authorization.
-		if host, _, _ := net.SplitHostPort(r.RemoteAddr); !isLoopback(net.JoinHostPort(host, "0")) {
-			http.Error(w, "forbidden", http.StatusForbidden)
-			return
-		}
+	})))
+	// The presence_state of a topic as this node sees it, for operators
+	// and tests.
+	mux.Handle("GET /api/v1/topics/{topic}", localOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("content-type", "application/json")
 		json.NewEncoder(w).Encode(p.List(r.PathValue("topic")))
-	})
+	})))
 	mux.Handle("/", web.Handler())
 
 	ln, err := net.Listen("tcp", o.listen)

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,5 +203,87 @@ func TestDevModeWarns(t *testing.T) {
 	n = startNode(t, []string{"--jwt-secret", secret32}, nil, nil)
 	if got := n.out.String(); strings.Contains(got, "DEV MODE") {
 		t.Fatalf("dev mode warning with a secret:\n%s", got)
+	}
+}
+
+// The API answers local requests only: loopback peer, loopback Host, no
+// forwarding header.
+func TestAPIIsLocalOnly(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	for _, c := range []struct {
+		peer, host string
+		header     string
+		want       int
+	}{
+		{"127.0.0.1:5000", "127.0.0.1:4000", "", 200},
+		{"127.0.0.1:5000", "localhost:4000", "", 200},
+		{"127.0.0.1:5000", "LOCALHOST", "", 200},
+		{"127.0.0.1:5000", "127.3.4.5", "", 200},
+		{"[::1]:5000", "[::1]:4000", "", 200},
+		{"[::1]:5000", "[::1]", "", 200},
+		{"10.0.0.7:5000", "127.0.0.1:4000", "", 403},
+		{"[2001:db8::1]:5000", "localhost", "", 403},
+		{"127.0.0.1:5000", "example.com", "", 403},
+		{"127.0.0.1:5000", "example.com:4000", "", 403},
+		{"127.0.0.1:5000", "localhost.example.com", "", 403},
+		{"127.0.0.1:5000", "", "", 403},
+		{"127.0.0.1:5000", "10.0.0.1:4000", "", 403},
+		{"127.0.0.1:5000", "localhost:4000", "X-Forwarded-For", 403},
+		{"127.0.0.1:5000", "localhost:4000", "x-forwarded-host", 403},
+		{"127.0.0.1:5000", "localhost:4000", "X-Forwarded-Proto", 403},
+		{"127.0.0.1:5000", "localhost:4000", "X-Forwarded-Anything", 403},
+		{"127.0.0.1:5000", "localhost:4000", "forwarded", 403},
+		{"127.0.0.1:5000", "localhost:4000", "X-Real-IP", 200},
+	} {
+		r := httptest.NewRequest("GET", "/api/v1/cluster", nil)
+		r.RemoteAddr, r.Host = c.peer, c.host
+		if c.header != "" {
+			r.Header[c.header] = []string{"x"} // as sent, not canonicalized
+		}
+		w := httptest.NewRecorder()
+		localOnly(ok).ServeHTTP(w, r)
+		if w.Code != c.want {
+			t.Errorf("peer %s Host %q header %q: %d, want %d", c.peer, c.host, c.header, w.Code, c.want)
+			continue
+		}
+		if c.want == 403 {
+			var body struct{ Error string }
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error == "" ||
+				!strings.HasPrefix(w.Header().Get("content-type"), "application/json") {
+				t.Errorf("peer %s Host %q header %q: body %q (%v)", c.peer, c.host, c.header, w.Body, err)
+			}
+		}
+	}
+
+	// Both endpoints, end to end.
+	n := startNode(t, nil, nil, nil)
+	for _, path := range []string{"/api/v1/cluster", "/api/v1/topics/room:lobby"} {
+		get := func(host, header string) int {
+			req, _ := http.NewRequest("GET", "http://"+n.addr+path, nil)
+			if host != "" {
+				req.Host = host
+			}
+			if header != "" {
+				req.Header.Set(header, "203.0.113.9")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if code := get("", ""); code != 200 {
+			t.Errorf("%s from loopback: %d", path, code)
+		}
+		if code := get("evil.example:80", ""); code != 403 {
+			t.Errorf("%s with Host evil.example: %d", path, code)
+		}
+		if code := get("", "X-Forwarded-For"); code != 403 {
+			t.Errorf("%s with X-Forwarded-For: %d", path, code)
+		}
+		if code := get("", "Forwarded"); code != 403 {
+			t.Errorf("%s with Forwarded: %d", path, code)
+		}
 	}
 }
