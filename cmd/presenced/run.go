@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/gopresence/presence"
 	"github.com/gopresence/presence/internal/loglimit"
 	"github.com/gopresence/presence/phx"
@@ -56,11 +58,41 @@ type options struct {
 	longPoll           bool
 	shutdownTimeout    time.Duration
 	logLevel           string
+	maxConnections     int
+
+	// http are the HTTP server's timeouts: not flags, but fields, so that
+	// tests can shorten them.
+	http httpTimeouts
 
 	// onListen, when set (by tests), is called with the HTTP address once
 	// it listens.
 	onListen func(net.Addr)
 }
+
+// httpTimeouts are the http.Server's timeouts. WebSockets are hijacked
+// (phx then sets its own deadlines per read and write) and long-poll GETs,
+// which wait up to the 10 s long-poll window, get per-request deadlines
+// from phx: these bound everything else, chiefly clients that send
+// slowly, read slowly or hold idle connections.
+type httpTimeouts struct {
+	readHeader, read, write, idle time.Duration
+}
+
+var defaultHTTPTimeouts = httpTimeouts{readHeader: 10 * time.Second, read: 30 * time.Second,
+	write: 30 * time.Second, idle: 60 * time.Second}
+
+// maxHeaderBytes bounds a request's header (http.Server's default is 1 MiB).
+const maxHeaderBytes = 64 << 10
+
+// Bounds of the --max-connections default: what the open-file limit leaves
+// after a reserve for the bus, the log and the node's other descriptors,
+// but never less than a floor.
+const (
+	fdReserve          = 256
+	minConnectionsFlag = 64
+)
+
+func defaultMaxConnections() int { return max(openFileLimit()-fdReserve, minConnectionsFlag) }
 
 // minSecretLen is the shortest JWT secret accepted: HS256 keys shorter than
 // the hash (32 bytes) make guessing the key easier than forging a signature.
@@ -75,7 +107,7 @@ var secretFlags = []string{"jwt-secret", "jwt-secret-file"}
 // parse reads the flags, over the environment (lookup is os.LookupEnv:
 // "set but empty" must be told apart from "unset").
 func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*options, error) {
-	o := &options{}
+	o := &options{http: defaultHTTPTimeouts}
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "presenced"
@@ -105,6 +137,7 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.BoolVar(&o.longPoll, "longpoll", true, "serve the long-poll transport (phoenix.js's fallback)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&o.maxConnections, "max-connections", defaultMaxConnections(), fmt.Sprintf("most TCP connections the HTTP listener holds at once (WebSockets, long-polls, health checks); more wait in the kernel's backlog (default: the soft open-file limit − %d, at least %d)", fdReserve, minConnectionsFlag))
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: presenced [flags]\n\nA Presence node: Phoenix channels + replicated presence. Every flag can also be set\nwith the environment variable PRESENCE_<FLAG> (upper case, - as _), e.g. PRESENCE_NATS_URL.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -153,6 +186,9 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	}
 	if n > 1 {
 		return nil, errors.New("choose one of --nats-url, --nats-embed, --redis-url")
+	}
+	if o.maxConnections <= 0 {
+		return nil, errors.New("--max-connections must be positive")
 	}
 	return o, nil
 }
@@ -403,7 +439,9 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ln = netutil.LimitListener(ln, o.maxConnections)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: o.http.readHeader, ReadTimeout: o.http.read,
+		WriteTimeout: o.http.write, IdleTimeout: o.http.idle, MaxHeaderBytes: maxHeaderBytes}
 	if o.onListen != nil {
 		o.onListen(ln.Addr())
 	}

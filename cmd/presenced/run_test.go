@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -285,5 +289,102 @@ func TestAPIIsLocalOnly(t *testing.T) {
 		if code := get("", "Forwarded"); code != 403 {
 			t.Errorf("%s with Forwarded: %d", path, code)
 		}
+	}
+}
+
+// getKeepAlive sends GET path on c (keeping the connection open) and reads
+// the response.
+func getKeepAlive(t *testing.T, c net.Conn, br *bufio.Reader, path string) *http.Response {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.SetDeadline(time.Time{})
+	return resp
+}
+
+// An idle keep-alive connection is closed after the idle timeout; a header
+// over maxHeaderBytes (net/http allows 4 KiB of slack) is refused.
+func TestHTTPTimeouts(t *testing.T) {
+	if defaultHTTPTimeouts != (httpTimeouts{10 * time.Second, 30 * time.Second, 30 * time.Second, 60 * time.Second}) {
+		t.Fatalf("default timeouts %+v", defaultHTTPTimeouts)
+	}
+	n := startNode(t, nil, nil, func(o *options) { o.http.idle = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", n.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	if resp := getKeepAlive(t, c, br, "/healthz"); resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("healthz: %d close=%v", resp.StatusCode, resp.Close)
+	}
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection not closed by the server: %v after %v", err, time.Since(start))
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("closed after %v, before the idle timeout", d)
+	}
+
+	req, _ := http.NewRequest("GET", "http://"+n.addr+"/healthz", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", maxHeaderBytes+8192))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a %d-byte header: %d", maxHeaderBytes+8192, resp.StatusCode)
+	}
+}
+
+// --max-connections caps the connections served at once: one more waits
+// until one of them closes.
+func TestMaxConnections(t *testing.T) {
+	if d := defaultMaxConnections(); d < minConnectionsFlag {
+		t.Fatalf("default --max-connections %d", d)
+	}
+	if _, err := parse([]string{"--max-connections", "0"}, env(nil), &bytes.Buffer{}); err == nil {
+		t.Fatal("--max-connections 0 accepted")
+	}
+	n := startNode(t, []string{"--max-connections", "2"}, nil, nil)
+	var conns []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", n.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		getKeepAlive(t, c, bufio.NewReader(c), "/healthz")
+		conns = append(conns, c)
+	}
+	third, err := net.Dial("tcp", n.addr) // the kernel accepts it into the backlog
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	br := bufio.NewReader(third)
+	fmt.Fprintf(third, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	third.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := br.ReadByte(); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a third connection was served over --max-connections 2: %v", err)
+	}
+	conns[0].Close()
+	third.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.Peek(1); err != nil {
+		t.Fatalf("the waiting connection is not served after one closed: %v", err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
 	}
 }
