@@ -107,8 +107,9 @@ type Socket struct {
 	route   Channel
 
 	// under c.mu
-	state   int
-	pending []frame
+	state        int
+	pending      []frame
+	pendingBytes int64
 }
 
 // Topic is the joined topic.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // WebSocket close codes used by the server (spec §5.6, X-09: never 1000
@@ -20,6 +21,13 @@ const (
 	CloseInvalidData     = 1007 // malformed frame
 	ClosePolicyViolation = 1008 // slow consumer
 	CloseMessageTooBig   = 1009 // frame over MaxFrameSize
+)
+
+// The reasons of the server's closes and of refused frames.
+const (
+	reasonSlowConsumer = "slow consumer"
+	reasonExpired      = "token expired"
+	reasonBadUTF8      = "invalid UTF-8"
 )
 
 // conn is one client connection (a WebSocket, or a long-poll session),
@@ -33,6 +41,9 @@ type conn struct {
 	ctx       context.Context // cancelled when the connection ends
 	cancel    context.CancelFunc
 	log       *slog.Logger
+	peer      string // the client's address (for logs)
+	ip        string // the client's IP, counted by Server.reserve ("" if not)
+	expiry    *time.Timer
 
 	// hmu serialises frame handling and channel termination: channels and
 	// limiter are only touched under it.
@@ -46,6 +57,8 @@ type conn struct {
 	mu          sync.Mutex
 	queue       []frame
 	qp          *[]frame      // the pool's holder of queue's array (see recycle)
+	queued      int64         // bytes in queue (frame.size)
+	inflight    int64         // bytes a writer goroutine is writing
 	notify      chan struct{} // cap 1: queue non-empty or closing
 	closing     bool
 	closeCode   int
@@ -97,6 +110,43 @@ func newConn(srv *Server, transport string, ser serializer, ident Identity) *con
 	return c
 }
 
+// waitingLocked is the bytes not yet handed to the socket: queued, cut by
+// a direct write, or being written. c.mu must be held.
+func (c *conn) waitingLocked() int64 {
+	return c.queued + int64(len(c.partial)) + c.inflight
+}
+
+// fitsLocked reports whether n more bytes stay within MaxQueueBytes. A
+// frame larger than the bound still fits when nothing else waits, so that
+// one big presence_state never looks like a slow consumer. c.mu must be
+// held.
+func (c *conn) fitsLocked(n int64) bool {
+	w := c.waitingLocked()
+	return w == 0 || w+n <= c.srv.cfg.MaxQueueBytes
+}
+
+// expireAt closes the connection when its credentials expire.
+func (c *conn) expireAt(t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	c.mu.Lock()
+	c.expiry = time.AfterFunc(time.Until(t), func() {
+		c.log.Info("phx: closing connection: credentials expired", "peer", c.peer, "id", c.ident.ID)
+		c.closeWith(ClosePolicyViolation, reasonExpired)
+	})
+	c.mu.Unlock()
+}
+
+// stopExpiry stops the expiry timer of a connection that is gone.
+func (c *conn) stopExpiry() {
+	c.mu.Lock()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	c.mu.Unlock()
+}
+
 // signal tells a long-poll transport that the queue is non-empty or
 // closing was set: it wakes whoever waits on notify (a poll). A WebSocket
 // is written by flush, which the callers run after unlocking c.mu.
@@ -133,7 +183,9 @@ func (c *conn) flush() {
 		c.mu.Unlock()
 		return
 	}
-	if c.closing || c.partial != nil || c.direct == nil {
+	if c.closing || c.partial != nil || c.direct == nil || c.queued > maxScratch {
+		// A large output goes to the writer, which writes the frames
+		// from where they are instead of copying them together.
 		if c.closing || c.partial != nil || len(c.queue) > 0 {
 			c.writerActive = true
 			c.spawn()
@@ -149,8 +201,10 @@ func (c *conn) flush() {
 	c.claimLocked()
 	c.mu.Unlock()
 
-	if len(q) == 1 && q[0].wire != nil {
-		buf := q[0].wire // a broadcast: shared bytes, written as they are
+	if len(q) == 1 {
+		// One frame: written from its own bytes (a broadcast's shared
+		// frame, or the header put in the room before the data).
+		buf := wireOf(q[0])
 		recycle(qp, q)
 		c.writeOut(buf, nil)
 		return
@@ -225,8 +279,9 @@ func (c *conn) enqueueLocked(f frame) bool {
 	if c.closing {
 		return false
 	}
-	if len(c.queue) >= c.srv.cfg.SendQueueLen {
-		c.setClosingLocked(ClosePolicyViolation, "slow consumer")
+	n := f.size()
+	if len(c.queue) >= c.srv.cfg.SendQueueLen || !c.fitsLocked(n) {
+		c.slowLocked(n)
 		return false
 	}
 	if c.queue == nil {
@@ -234,8 +289,38 @@ func (c *conn) enqueueLocked(f frame) bool {
 		c.queue = (*c.qp)[:0]
 	}
 	c.queue = append(c.queue, f)
+	c.queued += n
 	c.signal()
 	return true
+}
+
+// slowLocked closes a connection whose output is full (slow consumer) and
+// logs it: n is the size of the frame that did not fit. c.mu must be held.
+func (c *conn) slowLocked(n int64) {
+	if c.closing {
+		return
+	}
+	c.log.Warn("phx: closing a slow consumer", "peer", c.peer, "id", c.ident.ID, "transport", c.transport,
+		"queued_frames", len(c.queue), "waiting_bytes", c.waitingLocked(), "frame_bytes", n)
+	c.setClosingLocked(ClosePolicyViolation, reasonSlowConsumer)
+}
+
+// dropLocked removes from the queue the frames of s that are not written
+// yet: s was replaced by a new join of its topic, and what it had queued (a
+// presence_state, diffs) would only be ignored by the client. c.mu must be
+// held.
+func (c *conn) dropLocked(s *Socket) {
+	k := 0
+	for _, f := range c.queue {
+		if f.sock == s {
+			c.queued -= f.size()
+			continue
+		}
+		c.queue[k] = f
+		k++
+	}
+	clear(c.queue[k:])
+	c.queue = c.queue[:k]
 }
 
 // queues are emptied output queues for the next connection that queues a
@@ -247,7 +332,7 @@ var queues = sync.Pool{New: func() any { q := make([]frame, 0, 4); return &q }}
 // holder it came in (nil if none), for recycle. c.mu must be held.
 func (c *conn) takeQueueLocked() ([]frame, *[]frame) {
 	q, qp := c.queue, c.qp
-	c.queue, c.qp = nil, nil
+	c.queue, c.qp, c.queued = nil, nil, 0
 	return q, qp
 }
 
@@ -277,7 +362,7 @@ func (c *conn) setClosingLocked(code int, reason string) {
 	}
 	c.closing = true
 	c.closeCode, c.closeReason = code, reason
-	c.queue = nil
+	c.queue, c.queued = nil, 0
 	c.signal()
 }
 
@@ -311,7 +396,7 @@ func (c *conn) closeWith(code int, reason string) {
 func (c *conn) takeQueue() (q []frame, closing bool) {
 	c.mu.Lock()
 	q = c.queue
-	c.queue = nil
+	c.queue, c.queued = nil, 0
 	closing = c.closing
 	c.mu.Unlock()
 	return q, closing
@@ -324,10 +409,13 @@ func (c *conn) deliver(s *Socket, f frame) bool {
 	var ok bool
 	switch s.state {
 	case sockJoining:
-		if len(s.pending) >= c.srv.cfg.SendQueueLen {
-			c.setClosingLocked(ClosePolicyViolation, "slow consumer")
+		n := f.size()
+		if len(s.pending) >= c.srv.cfg.SendQueueLen || !c.fitsLocked(s.pendingBytes+n) {
+			c.slowLocked(s.pendingBytes + n)
 		} else {
+			f.sock = s
 			s.pending = append(s.pending, f)
+			s.pendingBytes += n
 			ok = true
 		}
 	case sockJoined:
@@ -339,6 +427,7 @@ func (c *conn) deliver(s *Socket, f frame) bool {
 			c.writeOut(f.wire, nil)
 			return true // queued or written; a failed write closes the connection
 		}
+		f.sock = s
 		ok = c.enqueueLocked(f)
 	}
 	c.unlock()
@@ -358,6 +447,11 @@ func (c *conn) handleFrame(data []byte, binary bool) error {
 	if int64(len(data)) > c.srv.cfg.MaxFrameSize {
 		return fmt.Errorf("%w: frame of %d bytes over the limit", errTooBig, len(data))
 	}
+	if !binary && !utf8.Valid(data) {
+		// A text frame must be UTF-8 (RFC 6455 §8.1): relayed, it would
+		// make every receiving client fail its connection.
+		return errBadUTF8
+	}
 	m, err := c.ser.decode(data, binary)
 	if err != nil {
 		return err
@@ -371,7 +465,21 @@ func (c *conn) handleFrame(data []byte, binary bool) error {
 	return nil
 }
 
-var errTooBig = errors.New("phx: frame too big")
+var (
+	errTooBig  = errors.New("phx: frame too big")
+	errBadUTF8 = errors.New("phx: text frame is not valid UTF-8")
+)
+
+// closeFor is the close code and reason of a bad client frame.
+func closeFor(err error) (int, string) {
+	switch {
+	case errors.Is(err, errTooBig):
+		return CloseMessageTooBig, "frame too big"
+	case errors.Is(err, errBadUTF8):
+		return CloseInvalidData, reasonBadUTF8
+	}
+	return CloseInvalidData, "malformed frame"
+}
 
 // handle applies the processing rules of spec §5.4 to one message.
 func (c *conn) handle(m message) {
@@ -407,6 +515,7 @@ var (
 	reasonTooMany      = reason{"too many channels joined"}
 	reasonJoinRate     = reason{"too many joins"}
 	reasonJoinCrashed  = reason{"join crashed"}
+	reasonBadTopic     = reason{"invalid topic"}
 	reasonChannelCrash = reason{"channel_crash"}
 )
 
@@ -442,9 +551,31 @@ func (c *conn) allowJoin() bool {
 
 // join handles phx_join (rules 2 and 3).
 func (c *conn) join(m message, old *Socket) {
+	if old == nil && len(c.channels) >= c.srv.cfg.MaxChannels {
+		c.log.Warn("phx: too many channels joined", "peer", c.peer, "id", c.ident.ID, "topic", m.topic, "max", c.srv.cfg.MaxChannels)
+		c.sendReply(m.joinRef, m.ref, m.topic, "error", reasonTooMany)
+		return
+	}
+	// The join limit comes before routing: whatever a join costs (the
+	// route, the warnings below) is paid at most JoinRate times a second.
+	if !c.allowJoin() {
+		if old != nil {
+			c.stop(old, ErrDuplicateJoin, false)
+		}
+		c.sendReply(m.joinRef, m.ref, m.topic, "error", reasonJoinRate)
+		if old != nil {
+			c.sendClose(old)
+		}
+		return
+	}
+	if !validTopic(m.topic, c.srv.cfg.MaxTopicLen) {
+		c.log.Warn("phx: join of an invalid topic refused", "peer", c.peer, "id", c.ident.ID, "topic_bytes", len(m.topic))
+		c.sendReply(m.joinRef, m.ref, m.topic, "error", reasonBadTopic)
+		return
+	}
 	ch := c.route(m.topic)
 	if ch == nil {
-		c.log.Warn("phx: join of a topic no channel matches", "topic", m.topic)
+		c.log.Warn("phx: join of a topic no channel matches", "peer", c.peer, "topic", m.topic)
 		c.sendReply(nil, m.ref, m.topic, "error", reasonUnmatched)
 		return
 	}
@@ -452,17 +583,9 @@ func (c *conn) join(m message, old *Socket) {
 		// Duplicate join: the old channel ends first; its phx_close goes
 		// out after the new join's reply.
 		c.stop(old, ErrDuplicateJoin, false)
-	} else if len(c.channels) >= c.srv.cfg.MaxChannels {
-		c.log.Warn("phx: too many channels joined", "topic", m.topic, "max", c.srv.cfg.MaxChannels)
-		c.sendReply(m.joinRef, m.ref, m.topic, "error", reasonTooMany)
-		return
-	}
-	if !c.allowJoin() {
-		c.sendReply(m.joinRef, m.ref, m.topic, "error", reasonJoinRate)
-		if old != nil {
-			c.sendClose(old)
-		}
-		return
+		c.mu.Lock()
+		c.dropLocked(old)
+		c.mu.Unlock()
 	}
 	jr := m.joinRef
 	if jr.isNull() {
@@ -481,7 +604,7 @@ func (c *conn) join(m message, old *Socket) {
 	if err != nil {
 		c.srv.unsubscribe(s)
 		c.mu.Lock()
-		s.state, s.pending = sockClosed, nil
+		s.state, s.pending, s.pendingBytes = sockClosed, nil, 0
 		c.mu.Unlock()
 		var je *JoinError
 		if errors.As(err, &je) {
@@ -513,7 +636,7 @@ func (c *conn) join(m message, old *Socket) {
 	for _, f := range s.pending {
 		c.enqueueLocked(f)
 	}
-	s.pending = nil
+	s.pending, s.pendingBytes = nil, 0
 	s.state = sockJoined
 	c.unlock()
 }
@@ -559,7 +682,7 @@ func (c *conn) callHandleIn(s *Socket, m message) (rep *Reply, err error) {
 func (c *conn) end(s *Socket) {
 	c.srv.unsubscribe(s)
 	c.mu.Lock()
-	s.state, s.pending = sockClosed, nil
+	s.state, s.pending, s.pendingBytes = sockClosed, nil, 0
 	c.mu.Unlock()
 	if c.channels[s.topic] == s {
 		delete(c.channels, s.topic)
@@ -664,6 +787,21 @@ func (c *conn) pushFrame(s *Socket, event string, payload any) (frame, error) {
 		return frame{}, err
 	}
 	return c.ser.encodeText(s.joinRef, nil, s.topic, event, p), nil
+}
+
+// validTopic reports whether a topic may be joined: non-empty, at most
+// max bytes, UTF-8 without control characters (two topics that print alike
+// must be the same topic).
+func validTopic(t string, max int) bool {
+	if t == "" || len(t) > max || !utf8.ValidString(t) {
+		return false
+	}
+	for _, r := range t {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
+			return false
+		}
+	}
+	return true
 }
 
 // ownerSeq formats an owner sequence number in base 36, zero-padded to a

@@ -20,6 +20,70 @@ import (
 type gorillaConn struct {
 	net.Conn
 	muted atomic.Bool
+	scan  frameScan // of what gorilla reads, on gorilla's reading goroutine
+}
+
+func (g *gorillaConn) Read(b []byte) (int, error) {
+	n, err := g.Conn.Read(b)
+	g.scan.scan(b[:n])
+	return n, err
+}
+
+// frameScan follows the frame boundaries of what a client sends, reading
+// only the headers, to see what gorilla does not report: a close frame
+// whose payload is a single byte (gorilla treats it as a close without a
+// status, RFC 6455 makes it a protocol error).
+type frameScan struct {
+	hdr       [14]byte
+	n         int    // header bytes seen of the current frame
+	skip      uint64 // payload bytes left of the current frame
+	closeSeen bool
+	badClose  bool // the first close frame had a one-byte payload
+}
+
+func (f *frameScan) scan(b []byte) {
+	for len(b) > 0 {
+		if f.skip > 0 {
+			k := min(uint64(len(b)), f.skip)
+			f.skip -= k
+			b = b[k:]
+			continue
+		}
+		f.hdr[f.n] = b[0]
+		f.n++
+		b = b[1:]
+		if f.n < 2 {
+			continue
+		}
+		l7 := f.hdr[1] & 0x7f
+		need := 2
+		switch l7 {
+		case 126:
+			need += 2
+		case 127:
+			need += 8
+		}
+		if f.hdr[1]&0x80 != 0 {
+			need += 4
+		}
+		if f.n < need {
+			continue
+		}
+		plen := uint64(l7)
+		switch l7 {
+		case 126:
+			plen = uint64(f.hdr[2])<<8 | uint64(f.hdr[3])
+		case 127:
+			plen = 0
+			for _, x := range f.hdr[2:10] {
+				plen = plen<<8 | uint64(x)
+			}
+		}
+		if f.hdr[0]&0x0f == opClose && !f.closeSeen {
+			f.closeSeen, f.badClose = true, plen == 1
+		}
+		f.n, f.skip = 0, plen
+	}
 }
 
 func (g *gorillaConn) Write(b []byte) (int, error) {

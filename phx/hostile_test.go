@@ -81,9 +81,12 @@ func TestHostileWellFormed(t *testing.T) {
 	a.sendText(`["1","3","room:h","echo","not an object"]`)
 	// The channel echoes a non-object: the reply falls back to {}.
 	a.expect(`["1","3","room:h","phx_reply",{"status":"ok","response":{}}]`)
-	long := "room:" + strings.Repeat("z", 300)
+	long := "room:" + strings.Repeat("z", DefaultMaxTopicLen-5)
 	a.sendText(fmt.Sprintf(`["9","9","%s","phx_join",{}]`, long))
 	a.expect(fmt.Sprintf(`["9","9","%s","phx_reply",{"status":"ok","response":{}}]`, long))
+	long += "z"
+	a.sendText(fmt.Sprintf(`["10","10","%s","phx_join",{}]`, long))
+	a.expect(fmt.Sprintf(`["10","10","%s","phx_reply",{"status":"error","response":{"reason":"invalid topic"}}]`, long))
 	for i := range 500 {
 		a.sendText(fmt.Sprintf(`[null,"h%d","phoenix","heartbeat",{}]`, i))
 	}

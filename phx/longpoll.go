@@ -1,16 +1,18 @@
 package phx
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/gopresence/presence/internal/jsonstr"
 )
 
 // maxLongPollLines is how many ndjson lines of one POST are used (spec
@@ -37,7 +39,12 @@ type lpSession struct {
 	// under c.mu
 	lastPoll time.Time
 	polling  int
+	posting  int
 }
+
+// maxPosts is how many POSTs of one session may be read at once; more get
+// HTTP 429 (phoenix.js sends one batch at a time).
+const maxPosts = 4
 
 func newLPTransport(s *Server) *lpTransport {
 	return &lpTransport{srv: s, sessions: make(map[string]*lpSession)}
@@ -53,20 +60,49 @@ type lpBody struct {
 }
 
 func writeLP(w http.ResponseWriter, b lpBody) {
+	lpHeaders(w)
+	data, _ := json.Marshal(b)
+	w.WriteHeader(http.StatusOK)
+	w.Write(data)
+}
+
+func lpHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Access-Control-Allow-Origin", "*")
-	data, _ := json.Marshal(b)
+}
+
+// writeLPMessages answers a poll with the text frames of q, as writeLP
+// would encode lpBody{Status: 200, Token: token, Messages: …}, but streamed:
+// each frame is escaped into the response as it goes, never copied whole.
+func writeLPMessages(w http.ResponseWriter, token string, q []frame) {
+	lpHeaders(w)
 	w.WriteHeader(http.StatusOK)
-	w.Write(data)
+	bw := bufio.NewWriterSize(w, 16<<10)
+	b := append(make([]byte, 0, 64), `{"status":200,"token":`...)
+	b = jsonstr.Append(b, token)
+	bw.Write(append(b, `,"messages":[`...))
+	first := true
+	for _, f := range q {
+		if f.binary {
+			continue
+		}
+		if !first {
+			bw.WriteByte(',')
+		}
+		first = false
+		jsonstr.Write(bw, f.data)
+	}
+	bw.WriteString("]}")
+	bw.Flush()
 }
 
 func (t *lpTransport) serve(w http.ResponseWriter, r *http.Request) {
 	s := t.srv
 	// The origin check runs before method dispatch (spec §10.2).
 	if !s.allowOrigin(r, t.origins) {
-		s.log.Warn("phx: long-poll origin refused (see Config.AllowedOrigins)", "origin", r.Header.Get("Origin"))
+		s.log.Warn("phx: long-poll origin refused (see Config.AllowedOrigins)", "peer", r.RemoteAddr, "origin", r.Header.Get("Origin"))
 		writeLP(w, lpBody{Status: http.StatusForbidden})
 		return
 	}
@@ -87,21 +123,23 @@ func (t *lpTransport) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func sessionToken(r *http.Request) string {
-	if tok := r.Header.Get("X-Phoenix-Longpoll-Token"); tok != "" {
-		return tok
-	}
-	return r.URL.Query().Get("token")
-}
-
+// lookup finds the session of a request: its X-Phoenix-Longpoll-Token
+// header, or any of its "token" parameters. phoenix.js appends the session
+// token to the endpoint's own parameters, which may hold a "token" of the
+// application's (a JWT) first.
 func (t *lpTransport) lookup(r *http.Request) *lpSession {
-	tok := sessionToken(r)
-	if tok == "" {
-		return nil
+	toks := r.URL.Query()["token"]
+	if h := r.Header.Get("X-Phoenix-Longpoll-Token"); h != "" {
+		toks = []string{h}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.sessions[tok]
+	for _, tok := range toks {
+		if sess := t.sessions[tok]; sess != nil && tok != "" {
+			return sess
+		}
+	}
+	return nil
 }
 
 func (t *lpTransport) get(w http.ResponseWriter, r *http.Request) {
@@ -113,7 +151,7 @@ func (t *lpTransport) get(w http.ResponseWriter, r *http.Request) {
 	params := r.URL.Query()
 	ser, ok := negotiate(params)
 	if !ok {
-		s.log.Warn("phx: unsupported vsn, connection refused", "vsn", params.Get("vsn"))
+		s.log.Warn("phx: unsupported vsn, connection refused", "peer", r.RemoteAddr, "vsn", params.Get("vsn"))
 		writeLP(w, lpBody{Status: http.StatusForbidden})
 		return
 	}
@@ -123,12 +161,19 @@ func (t *lpTransport) get(w http.ResponseWriter, r *http.Request) {
 	}
 	ident, err := s.connect(r, params, transportLongPoll, ser, r.Header.Get("X-Phoenix-AuthToken"))
 	if err != nil {
-		s.log.Info("phx: connection refused", "transport", transportLongPoll, "err", err)
+		s.log.Info("phx: connection refused", "peer", r.RemoteAddr, "transport", transportLongPoll, "err", err)
 		writeLP(w, lpBody{Status: http.StatusForbidden})
 		return
 	}
-	sess, err := t.newSession(ser, ident)
+	ip, err := s.reserve(r.RemoteAddr, ident.ID)
 	if err != nil {
+		s.log.Warn("phx: connection refused", "peer", r.RemoteAddr, "id", ident.ID, "transport", transportLongPoll, "err", err)
+		writeLP(w, lpBody{Status: http.StatusTooManyRequests})
+		return
+	}
+	sess, err := t.newSession(ser, ident, r.RemoteAddr, ip)
+	if err != nil {
+		s.release(ip, ident.ID)
 		writeLP(w, lpBody{Status: http.StatusForbidden})
 		return
 	}
@@ -143,12 +188,13 @@ func newToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-func (t *lpTransport) newSession(ser serializer, ident Identity) (*lpSession, error) {
+func (t *lpTransport) newSession(ser serializer, ident Identity, peer, ip string) (*lpSession, error) {
 	tok, err := newToken()
 	if err != nil {
 		return nil, err
 	}
 	c := newConn(t.srv, transportLongPoll, ser, ident)
+	c.peer, c.ip = peer, ip
 	sess := &lpSession{t: t, token: tok, c: c, lastPoll: time.Now()}
 	c.kick = func() {
 		t.wg.Add(1)
@@ -164,6 +210,7 @@ func (t *lpTransport) newSession(ser serializer, ident Identity) (*lpSession, er
 	t.sessions[tok] = sess
 	t.mu.Unlock()
 	sess.timer = time.AfterFunc(sess.maxIdle(), sess.checkIdle)
+	c.expireAt(ident.ExpiresAt)
 	return sess, nil
 }
 
@@ -195,6 +242,7 @@ func (sess *lpSession) end() {
 	delete(t.sessions, sess.token)
 	t.mu.Unlock()
 	sess.timer.Stop()
+	sess.c.stopExpiry()
 	sess.c.endAll()
 	sess.c.signal() // wake a waiting poll
 	t.srv.unregister(sess.c)
@@ -214,13 +262,17 @@ func (sess *lpSession) poll(w http.ResponseWriter, r *http.Request) {
 		sess.lastPoll = time.Now()
 		c.mu.Unlock()
 	}()
-	timer := time.NewTimer(sess.t.srv.cfg.LongPollWindow)
+	cfg := &sess.t.srv.cfg
+	// The answer is written within the window and WriteTimeout: a client
+	// that does not read it cannot hold the request (and its messages).
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(cfg.LongPollWindow + cfg.WriteTimeout))
+	timer := time.NewTimer(cfg.LongPollWindow)
 	defer timer.Stop()
 	for {
 		c.mu.Lock()
 		q, closing := c.queue, c.closing
 		if !closing && len(q) > 0 {
-			c.queue = nil
+			c.queue, c.queued = nil, 0
 		}
 		c.mu.Unlock()
 		if closing {
@@ -228,13 +280,7 @@ func (sess *lpSession) poll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if len(q) > 0 {
-			msgs := make([]string, 0, len(q))
-			for _, f := range q {
-				if !f.binary {
-					msgs = append(msgs, string(f.data))
-				}
-			}
-			writeLP(w, lpBody{Status: http.StatusOK, Token: sess.token, Messages: &msgs})
+			writeLPMessages(w, sess.token, q)
 			return
 		}
 		select {
@@ -297,7 +343,35 @@ func (t *lpTransport) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := t.srv
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.LongPollMaxBody))
+	if r.ContentLength > s.cfg.LongPollMaxBody {
+		// Refused before a byte of it is read.
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		return
+	}
+	c := sess.c
+	c.mu.Lock()
+	busy := sess.posting >= maxPosts
+	if !busy {
+		sess.posting++
+	}
+	c.mu.Unlock()
+	if busy {
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
+	defer func() {
+		c.mu.Lock()
+		sess.posting--
+		c.mu.Unlock()
+	}()
+	// A body trickled in is cut off after WriteTimeout.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	var bb bytes.Buffer
+	if r.ContentLength > 0 {
+		bb.Grow(int(r.ContentLength))
+	}
+	_, err := bb.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.LongPollMaxBody))
+	body := bb.Bytes()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -316,9 +390,9 @@ func (t *lpTransport) post(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		// Like a malformed WebSocket frame: the session ends (spec §5.7).
-		s.log.Warn("phx: ending long-poll session on a bad frame", "err", err)
-		sess.c.closeWith(CloseInvalidData, "malformed frame")
+		// Like a malformed WebSocket frame: the session ends.
+		s.log.Warn("phx: ending long-poll session on a bad frame", "peer", r.RemoteAddr, "id", c.ident.ID, "err", err)
+		sess.c.closeWith(closeFor(err))
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/gopresence/presence/internal/jsonstr"
 )
@@ -262,6 +263,11 @@ func decodeBinary(data []byte) (message, error) {
 	rest = rest[tl:]
 	m.event = string(rest[:el])
 	rest = rest[el:]
+	// Topic and event are echoed in text frames (replies): they must be
+	// UTF-8 (the refs are encoded as JSON strings, which coerces them).
+	if !utf8.ValidString(m.topic) || !utf8.ValidString(m.event) {
+		return message{}, fmt.Errorf("%w: binary frame header is not valid UTF-8", errMalformed)
+	}
 	m.payload = Payload{Binary: bytes.Clone(rest), IsBinary: true}
 	if m.payload.Binary == nil {
 		m.payload.Binary = []byte{}
@@ -307,6 +313,17 @@ type frame struct {
 	// buf, when set, is data's allocation, with wsRoom bytes before data
 	// where withWire puts the WebSocket header instead of copying.
 	buf []byte
+	// sock is the channel a queued push or broadcast is for (nil for
+	// replies and control frames): a replaced channel's frames are dropped.
+	sock *Socket
+}
+
+// size is what f holds in a send queue, in bytes.
+func (f frame) size() int64 {
+	if f.wire != nil {
+		return int64(len(f.wire))
+	}
+	return int64(len(f.data) + wsRoom)
 }
 
 // encodeText encodes a JSON frame with an already encoded object payload.

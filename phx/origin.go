@@ -71,6 +71,30 @@ func parseOrigin(origin string) (u *url.URL, scheme, host, port string, ok bool)
 	return u, scheme, host, port, true
 }
 
+// forwardedProto is the scheme a reverse proxy says the client used: the
+// first X-Forwarded-Proto value, else the proto of the first Forwarded
+// element; "" when neither says http or https.
+func forwardedProto(h http.Header) string {
+	p := h.Get("X-Forwarded-Proto")
+	if p == "" {
+		if f := h.Get("Forwarded"); f != "" {
+			first, _, _ := strings.Cut(f, ",")
+			for _, pair := range strings.Split(first, ";") {
+				k, v, _ := strings.Cut(strings.TrimSpace(pair), "=")
+				if strings.EqualFold(k, "proto") {
+					p = strings.Trim(v, `"`)
+				}
+			}
+		}
+	}
+	p, _, _ = strings.Cut(p, ",")
+	switch p = strings.ToLower(strings.TrimSpace(p)); p {
+	case "http", "https":
+		return p
+	}
+	return ""
+}
+
 // allowOrigin applies the origin check to r: requests without an Origin
 // header pass.
 func (s *Server) allowOrigin(r *http.Request, p originPolicy) bool {
@@ -96,6 +120,11 @@ func (s *Server) allowOrigin(r *http.Request, p originPolicy) bool {
 		rs := "http"
 		if r.TLS != nil {
 			rs = "https"
+		}
+		if s.cfg.TrustForwardedProto {
+			if p := forwardedProto(r.Header); p != "" {
+				rs = p
+			}
 		}
 		rh, rp, err := net.SplitHostPort(r.Host)
 		if err != nil {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -37,6 +40,8 @@ type Server struct {
 	// conns: every live connection, for Shutdown and Disconnect.
 	cmu      sync.Mutex
 	conns    map[*conn]struct{}
+	perIP    map[string]int // live connections by peer IP (Config.MaxConnsPerIP)
+	perID    map[string]int // live connections by Identity.ID (Config.MaxConnsPerID)
 	stopping bool
 	wg       sync.WaitGroup // one per live connection (and long-poll helper)
 }
@@ -66,6 +71,8 @@ func New(cfg Config) (*Server, error) {
 		ownerPrefix: "phx:" + hex.EncodeToString(rb[:]) + ":",
 		topics:      make(map[string]*topicSubs),
 		conns:       make(map[*conn]struct{}),
+		perIP:       make(map[string]int),
+		perID:       make(map[string]int),
 	}
 	s.ws.init(s)
 	s.lp = newLPTransport(s)
@@ -109,10 +116,77 @@ func (s *Server) unregister(c *conn) {
 	s.cmu.Lock()
 	_, ok := s.conns[c]
 	delete(s.conns, c)
+	if ok {
+		s.releaseLocked(c.ip, c.ident.ID)
+	}
 	s.cmu.Unlock()
 	if ok {
 		s.wg.Done()
 	}
+}
+
+// Errors of reserve.
+var (
+	errTooManyPerIP = errors.New("phx: too many connections from this address (Config.MaxConnsPerIP)")
+	errTooManyPerID = errors.New("phx: too many connections of this identity (Config.MaxConnsPerID)")
+)
+
+// reserve counts a connection being opened from peer (an address as in
+// http.Request.RemoteAddr) with identity id against the per-IP and per-ID
+// limits, and returns the IP it was counted under ("" for loopback peers,
+// which are not counted: behind a reverse proxy on the same host every
+// client has that address). The caller releases it with release(ip, id)
+// once the connection is gone, or was never made.
+func (s *Server) reserve(peer, id string) (string, error) {
+	ip := peerIP(peer)
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if max := s.cfg.MaxConnsPerIP; ip != "" && max > 0 && s.perIP[ip] >= max {
+		return "", errTooManyPerIP
+	}
+	if max := s.cfg.MaxConnsPerID; id != "" && max > 0 && s.perID[id] >= max {
+		return "", errTooManyPerID
+	}
+	if ip != "" {
+		s.perIP[ip]++
+	}
+	if id != "" {
+		s.perID[id]++
+	}
+	return ip, nil
+}
+
+// release undoes a reserve.
+func (s *Server) release(ip, id string) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	s.releaseLocked(ip, id)
+}
+
+func (s *Server) releaseLocked(ip, id string) {
+	if ip != "" {
+		if s.perIP[ip]--; s.perIP[ip] <= 0 {
+			delete(s.perIP, ip)
+		}
+	}
+	if id != "" {
+		if s.perID[id]--; s.perID[id] <= 0 {
+			delete(s.perID, id)
+		}
+	}
+}
+
+// peerIP is the IP of a RemoteAddr, "" for a loopback or unparsable one.
+func peerIP(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.IsLoopback() {
+		return ""
+	}
+	return ip.Unmap().WithZone("").String()
 }
 
 // topicSubs are a topic's local subscribers. Most topics have a few: they

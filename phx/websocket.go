@@ -113,14 +113,14 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.allowOrigin(r, t.origins) {
-		s.log.Warn("phx: WebSocket origin refused (see Config.AllowedOrigins)", "origin", r.Header.Get("Origin"))
+		s.log.Warn("phx: WebSocket origin refused (see Config.AllowedOrigins)", "peer", r.RemoteAddr, "origin", r.Header.Get("Origin"))
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}
 	params := r.URL.Query()
 	ser, ok := negotiate(params)
 	if !ok {
-		s.log.Warn("phx: unsupported vsn, connection refused", "vsn", params.Get("vsn"))
+		s.log.Warn("phx: unsupported vsn, connection refused", "peer", r.RemoteAddr, "vsn", params.Get("vsn"))
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}
@@ -135,8 +135,14 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &ce) && ce.Status != 0 {
 			status = ce.Status
 		}
-		s.log.Info("phx: connection refused", "transport", transportWebSocket, "err", err)
+		s.log.Info("phx: connection refused", "peer", r.RemoteAddr, "transport", transportWebSocket, "err", err)
 		w.WriteHeader(status)
+		return
+	}
+	ip, err := s.reserve(r.RemoteAddr, ident.ID)
+	if err != nil {
+		s.log.Warn("phx: connection refused", "peer", r.RemoteAddr, "id", ident.ID, "transport", transportWebSocket, "err", err)
+		w.WriteHeader(http.StatusTooManyRequests)
 		return
 	}
 	// Select "phoenix" when offered (browsers abort a handshake that
@@ -151,12 +157,18 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 	hj := &hijacker{ResponseWriter: w}
 	ws, err := t.upgrader.Upgrade(hj, r, hdr)
 	if err != nil {
+		s.release(ip, ident.ID)
 		return // the upgrader answered
 	}
 	nc := hj.conn.Conn
+	// Deadlines the HTTP server set for the request (its ReadTimeout and
+	// WriteTimeout) must not outlive it: the connection sets its own.
+	nc.SetDeadline(time.Time{})
 	c := newConn(s, transportWebSocket, ser, ident)
+	c.peer, c.ip = r.RemoteAddr, ip
 	c.abort = func() { nc.Close() }
 	if !s.register(c) {
+		s.release(ip, ident.ID)
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
 		ws.Close()
 		return
@@ -164,7 +176,8 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 	hj.conn.muted.Store(true) // from now on only phx writes (hijack.go)
 	// The reader runs on a goroutine of its own so that this handler, and
 	// with it net/http's per-request state and grown stack, can go.
-	go t.run(c, ws, nc)
+	c.expireAt(ident.ExpiresAt)
+	go t.run(c, ws, hj.conn)
 }
 
 // wsConn is the WebSocket side of a conn.
@@ -172,6 +185,7 @@ type wsConn struct {
 	c       *conn
 	ws      *websocket.Conn // reads
 	nc      net.Conn        // the socket, for writes and the close
+	gc      *gorillaConn    // the socket as gorilla reads it
 	writers sync.WaitGroup  // the goroutine writing, if any (see conn.writers)
 }
 
@@ -181,8 +195,9 @@ const closeGrace = 2 * time.Second
 
 // run is the connection's reader; the connection is gone when the last of
 // its reader goroutines returns (see readLoop).
-func (t *wsTransport) run(c *conn, ws *websocket.Conn, nc net.Conn) {
-	wc := &wsConn{c: c, ws: ws, nc: nc}
+func (t *wsTransport) run(c *conn, ws *websocket.Conn, gc *gorillaConn) {
+	nc := gc.Conn
+	wc := &wsConn{c: c, ws: ws, nc: nc, gc: gc}
 	c.mu.Lock()
 	c.spawn = func() {
 		wc.writers.Add(1)
@@ -205,7 +220,14 @@ func (t *wsTransport) run(c *conn, ws *websocket.Conn, nc net.Conn) {
 	ws.SetCloseHandler(func(code int, _ string) error {
 		c.mu.Lock()
 		if !c.closing {
-			c.setClosingLocked(code, "")
+			if gc.scan.badClose {
+				// A one-byte close payload: gorilla reads it as no
+				// status, RFC 6455 §5.5.1 makes it a protocol error.
+				code = CloseProtocolError
+				c.setClosingLocked(code, "invalid close frame")
+			} else {
+				c.setClosingLocked(code, "")
+			}
 			c.closeEcho = true
 		}
 		c.unlock()
@@ -271,11 +293,8 @@ func (wc *wsConn) readLoop() {
 		c.mu.Unlock()
 		c.flush()
 		if err != nil {
-			code, reason := CloseInvalidData, "malformed frame"
-			if errors.Is(err, errTooBig) {
-				code, reason = CloseMessageTooBig, "frame too big"
-			}
-			s.log.Warn("phx: closing connection on a bad frame", "err", err)
+			code, reason := closeFor(err)
+			s.log.Warn("phx: closing connection on a bad frame", "peer", c.peer, "id", c.ident.ID, "err", err)
 			c.closeWith(code, reason)
 			// Keep reading until the client answers the close or the
 			// grace period ends (the deadline was shortened).
@@ -287,6 +306,7 @@ func (wc *wsConn) readLoop() {
 	// The connection is gone: end the writer, the channels, the socket.
 	c.closeWith(CloseGoingAway, "")
 	wc.writers.Wait()
+	c.stopExpiry()
 	c.endAll()
 	wc.nc.Close()
 	s.unregister(c)
@@ -376,10 +396,11 @@ func (wc *wsConn) writer() {
 	defer wc.writers.Done()
 	c, nc := wc.c, wc.nc
 	wt := c.srv.cfg.WriteTimeout
-	var buf []byte
+	var out wireBatch
 	wrote := false
 	for {
 		c.mu.Lock()
+		c.inflight = 0
 		p := c.partial
 		closing := c.closing
 		q, qp := c.takeQueueLocked()
@@ -399,19 +420,22 @@ func (wc *wsConn) writer() {
 			c.mu.Unlock()
 			return
 		}
-		c.mu.Unlock()
-		buf = append(buf[:0], p...)
+		out.reset()
+		out.add(p)
 		for _, f := range q {
-			buf = appendWire(buf, f)
+			out.addFrame(f)
 		}
 		recycle(qp, q)
 		if closing && code != 0 {
-			buf = appendWire(buf, frame{ctl: opClose, data: closePayload(code, reason)})
+			out.addFrame(frame{ctl: opClose, data: closePayload(code, reason)})
 		}
-		if len(buf) > 0 {
+		// What is being written still counts against MaxQueueBytes.
+		c.inflight = out.n
+		c.mu.Unlock()
+		if out.n > 0 {
 			wrote = true
 			nc.SetWriteDeadline(time.Now().Add(wt))
-			if _, err := nc.Write(buf); err != nil {
+			if err := out.writeTo(nc); err != nil {
 				c.closeWith(CloseGoingAway, "")
 				nc.Close()
 				return

@@ -1,6 +1,9 @@
 package phx
 
-import "sync"
+import (
+	"net"
+	"sync"
+)
 
 // WebSocket opcodes (RFC 6455 §5.2) of the frames the server writes.
 const (
@@ -70,6 +73,79 @@ func withWire(f frame) frame {
 	}
 	f.wire = appendWire(make([]byte, 0, len(f.data)+wsRoom), f)
 	return f
+}
+
+// wireBatch gathers the frames of one write: small ones copied together
+// into one buffer, large ones (and pre-framed broadcasts) written from
+// their own bytes, so that a big presence_state is never copied per
+// connection.
+type wireBatch struct {
+	small []byte      // coalesced small frames
+	start int         // start of small's segment not yet in bufs
+	bufs  net.Buffers // the write, in order
+	n     int64       // its bytes
+}
+
+// bigFrame is the size above which a frame is written from its own bytes.
+const bigFrame = 4096
+
+func (w *wireBatch) reset() {
+	clear(w.bufs)
+	w.small, w.start, w.bufs, w.n = w.small[:0], 0, w.bufs[:0], 0
+}
+
+// cut ends small's current segment (if any) in bufs.
+func (w *wireBatch) cut() {
+	if len(w.small) > w.start {
+		w.bufs = append(w.bufs, w.small[w.start:len(w.small):len(w.small)])
+		w.start = len(w.small)
+	}
+}
+
+// add appends bytes written as they are.
+func (w *wireBatch) add(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	w.cut()
+	w.bufs = append(w.bufs, b)
+	w.n += int64(len(b))
+}
+
+// addFrame appends f as a WebSocket frame.
+func (w *wireBatch) addFrame(f frame) {
+	if f.wire != nil || len(f.data) > bigFrame {
+		w.add(wireOf(f))
+		return
+	}
+	before := len(w.small)
+	if cap(w.small)-before < len(f.data)+wsRoom {
+		// Growing would move the bytes earlier segments point into:
+		// start a new buffer instead (the old one stays referenced).
+		w.cut()
+		w.small = make([]byte, 0, max(2*cap(w.small), len(f.data)+wsRoom, 512))
+		w.start, before = 0, 0
+	}
+	w.small = appendWire(w.small, f)
+	w.n += int64(len(w.small) - before)
+}
+
+// writeTo writes the batch to nc (writev on a plain socket).
+func (w *wireBatch) writeTo(nc net.Conn) error {
+	w.cut()
+	bufs := w.bufs // WriteTo consumes its receiver
+	_, err := bufs.WriteTo(nc)
+	return err
+}
+
+// wireOf returns f's WebSocket bytes: the pre-built ones of a broadcast
+// (shared with other connections: never rebuilt), or built now for a frame
+// of one connection.
+func wireOf(f frame) []byte {
+	if f.wire != nil {
+		return f.wire
+	}
+	return withWire(f).wire
 }
 
 // controlFrame is a WebSocket control frame (payload ≤ 125 bytes).

@@ -11,8 +11,9 @@ import (
 
 // Defaults of New.
 const (
-	// MaxValue is the longest string value logged as it is, in bytes.
-	MaxValue = 200
+	// MaxValue is the longest string value logged as it is, in bytes: a
+	// stack trace fits, a megabyte header does not.
+	MaxValue = 4096
 	// Burst records of one message pass at once; then one per Every.
 	Burst = 10
 	Every = time.Second
