@@ -60,6 +60,14 @@ type options struct {
 	logLevel           string
 	maxConnections     int
 
+	// limits of phx.Config
+	maxQueueBytes       int64
+	maxConnsPerIP       int
+	maxConnsPerUser     int
+	maxTopicLen         int
+	longPollMaxBody     int64
+	trustForwardedProto bool
+
 	// http are the HTTP server's timeouts: not flags, but fields, so that
 	// tests can shorten them.
 	http httpTimeouts
@@ -137,6 +145,12 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.BoolVar(&o.longPoll, "longpoll", true, "serve the long-poll transport (phoenix.js's fallback)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Int64Var(&o.maxQueueBytes, "max-queue-bytes", phx.DefaultMaxQueueBytes, "bytes waiting to be written to one client; a client that falls further behind is closed (WebSocket 1008 slow consumer)")
+	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", phx.DefaultMaxConnsPerIP, "live connections from one client IP; one more is refused with 429. Loopback peers (a local proxy) are not counted; negative: no limit")
+	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", phx.DefaultMaxConnsPerID, "live connections of one user; one more is refused with 429; negative: no limit")
+	fs.IntVar(&o.maxTopicLen, "max-topic-len", phx.DefaultMaxTopicLen, "longest topic in bytes; a join of a longer one is refused (invalid topic)")
+	fs.Int64Var(&o.longPollMaxBody, "longpoll-max-body", phx.DefaultLongPollMaxBody, "largest long-poll POST body in bytes; a larger one gets 413")
+	fs.BoolVar(&o.trustForwardedProto, "trust-forwarded-proto", false, "take the scheme of the same-origin check from X-Forwarded-Proto or Forwarded, as set by a TLS-terminating proxy; only when clients can reach this node through that proxy alone")
 	fs.IntVar(&o.maxConnections, "max-connections", defaultMaxConnections(), fmt.Sprintf("most TCP connections the HTTP listener holds at once (WebSockets, long-polls, health checks); more wait in the kernel's backlog (default: the soft open-file limit − %d, at least %d)", fdReserve, minConnectionsFlag))
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: presenced [flags]\n\nA Presence node: Phoenix channels + replicated presence. Every flag can also be set\nwith the environment variable PRESENCE_<FLAG> (upper case, - as _), e.g. PRESENCE_NATS_URL.\n\nFlags:\n")
@@ -187,8 +201,16 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	if n > 1 {
 		return nil, errors.New("choose one of --nats-url, --nats-embed, --redis-url")
 	}
-	if o.maxConnections <= 0 {
-		return nil, errors.New("--max-connections must be positive")
+	for name, v := range map[string]int64{"max-connections": int64(o.maxConnections), "max-queue-bytes": o.maxQueueBytes,
+		"max-topic-len": int64(o.maxTopicLen), "longpoll-max-body": o.longPollMaxBody} {
+		if v <= 0 {
+			return nil, fmt.Errorf("--%s must be positive", name)
+		}
+	}
+	for name, v := range map[string]int{"max-conns-per-ip": o.maxConnsPerIP, "max-conns-per-user": o.maxConnsPerUser} {
+		if v == 0 {
+			return nil, fmt.Errorf("--%s must be positive, or negative for no limit", name)
+		}
 	}
 	return o, nil
 }
@@ -387,8 +409,9 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := phx.New(phx.Config{Channels: ch.Routes(), Connect: ch.Connect, AllowedOrigins: splitList(o.origins),
-		LongPoll: o.longPoll, Logger: log})
+	pcfg := o.phxConfig()
+	pcfg.Channels, pcfg.Connect, pcfg.Logger = ch.Routes(), ch.Connect, log
+	srv, err := phx.New(pcfg)
 	if err != nil {
 		return err
 	}
@@ -471,6 +494,21 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	srv.Shutdown(sctx)
 	<-hsDone
 	return err
+}
+
+// phxConfig is the socket server's configuration, less what comes from
+// the running node (channels, Connect, the logger).
+func (o *options) phxConfig() phx.Config {
+	return phx.Config{
+		AllowedOrigins:      splitList(o.origins),
+		LongPoll:            o.longPoll,
+		LongPollMaxBody:     o.longPollMaxBody,
+		MaxQueueBytes:       o.maxQueueBytes,
+		MaxConnsPerIP:       o.maxConnsPerIP,
+		MaxConnsPerID:       o.maxConnsPerUser,
+		MaxTopicLen:         o.maxTopicLen,
+		TrustForwardedProto: o.trustForwardedProto,
+	}
 }
 
 // retryName joins the bus, waiting up to 10 s while our node name is still

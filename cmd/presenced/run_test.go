@@ -13,10 +13,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gopresence/presence/phx"
 )
 
 // env is a lookup over m: a key present with "" is set but empty.
@@ -386,5 +389,60 @@ func TestMaxConnections(t *testing.T) {
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("%v %v", resp, err)
+	}
+}
+
+// helpOf is the --help text of one flag.
+func helpOf(help, flag string) string {
+	for _, block := range strings.Split(help, "\n  -") {
+		if name, _, _ := strings.Cut(block, " "); strings.TrimSpace(name) == flag {
+			return block
+		}
+	}
+	return ""
+}
+
+// The limit flags default to phx's defaults, say so in --help, and reach
+// phx.Config.
+func TestPhxLimitFlags(t *testing.T) {
+	o, err := parse(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := o.phxConfig()
+	want := phx.Config{LongPoll: true, LongPollMaxBody: phx.DefaultLongPollMaxBody, MaxQueueBytes: phx.DefaultMaxQueueBytes,
+		MaxConnsPerIP: phx.DefaultMaxConnsPerIP, MaxConnsPerID: phx.DefaultMaxConnsPerID, MaxTopicLen: phx.DefaultMaxTopicLen}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
+	}
+	o, err = parse([]string{"--max-queue-bytes", "1000", "--max-conns-per-ip", "-1", "--max-conns-per-user", "3",
+		"--max-topic-len", "40", "--longpoll-max-body", "5000", "--trust-forwarded-proto", "--origins", "https://a.example, //b.example"},
+		env(map[string]string{"PRESENCE_LONGPOLL": "false"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = o.phxConfig()
+	want = phx.Config{AllowedOrigins: []string{"https://a.example", "//b.example"}, LongPollMaxBody: 5000, MaxQueueBytes: 1000,
+		MaxConnsPerIP: -1, MaxConnsPerID: 3, MaxTopicLen: 40, TrustForwardedProto: true}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("set:\n got %+v\nwant %+v", got, want)
+	}
+	for _, bad := range [][]string{{"--max-queue-bytes", "0"}, {"--max-topic-len", "-1"}, {"--longpoll-max-body", "0"},
+		{"--max-conns-per-ip", "0"}, {"--max-conns-per-user", "0"}} {
+		if _, err := parse(bad, env(nil), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	var help bytes.Buffer
+	parse([]string{"--help"}, env(nil), &help)
+	for flag, def := range map[string]any{"max-queue-bytes": phx.DefaultMaxQueueBytes, "max-conns-per-ip": phx.DefaultMaxConnsPerIP,
+		"max-conns-per-user": phx.DefaultMaxConnsPerID, "max-topic-len": phx.DefaultMaxTopicLen,
+		"longpoll-max-body": phx.DefaultLongPollMaxBody} {
+		if !strings.Contains(helpOf(help.String(), flag), fmt.Sprintf("(default %d)", def)) {
+			t.Errorf("--help does not give --%s with its default %d", flag, def)
+		}
+	}
+	if !strings.Contains(help.String(), "-trust-forwarded-proto") {
+		t.Error("--help does not mention --trust-forwarded-proto")
 	}
 }
