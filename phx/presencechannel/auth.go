@@ -1,35 +1,54 @@
 package presencechannel
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
-// Errors of token verification (wrapped; the connection is refused).
+// Errors of connection authentication (wrapped; the connection is
+// refused).
 var (
 	// ErrNoCredentials: neither a token (with a Secret) nor a user_id
 	// (without) was given.
 	ErrNoCredentials = errors.New("presencechannel: no user_id or token")
 	// ErrBadToken: the token is malformed, not HS256, badly signed, not
-	// valid yet, or has no sub.
+	// valid yet, has no sub or no exp (Config.RequireExp), or has claims
+	// that are ambiguous or of the wrong type (see Config.Secret).
 	ErrBadToken = errors.New("presencechannel: invalid token")
 	// ErrTokenExpired: the token's exp has passed.
 	ErrTokenExpired = errors.New("presencechannel: token expired")
+	// ErrBadKey: the presence key (user_id, or the token's sub) is empty,
+	// longer than Config.MaxKeyLen, not UTF-8, or holds control
+	// characters. Keys are written into every presence frame and log line
+	// about the user.
+	ErrBadKey = errors.New("presencechannel: invalid presence key")
 )
+
+// MinSecretLen is the shortest Config.Secret accepted, in bytes: an HS256
+// key shorter than the SHA-256 output can be guessed offline from a
+// single token.
+const MinSecretLen = 32
 
 // User is the identity of a connection: the assigns every channel of the
 // connection sees (phx.Socket.Assigns returns a *User).
 type User struct {
 	// Key is the presence key the connection tracks under (the user id).
 	Key string
-	// Topics, when non-nil, limits the topics the user may join: exact
-	// topics or "prefix*" patterns (the token's "topics" claim).
+	// Topics, when non-nil, limits the topics the user may join (the
+	// token's "topics" claim; empty: none). Each entry is an exact topic,
+	// "*" (every topic), or a prefix ending in ':', '/' or '.' followed by
+	// "*": "room:*" matches every topic that starts with "room:" and has
+	// at least one more character ("room:x", "room:x:y", not "room:"). An
+	// entry with a '*' anywhere else matches nothing (Connect refuses such
+	// a token).
 	Topics []string
 }
 
@@ -46,90 +65,271 @@ func (u *User) mayJoin(topic string) bool {
 	return false
 }
 
+// matchPattern reports whether topic matches the topics-claim pattern p
+// (see User.Topics); a malformed pattern matches nothing.
 func matchPattern(p, topic string) bool {
+	if checkPattern(p) != nil {
+		return false
+	}
+	if p == "*" {
+		return true
+	}
 	if prefix, ok := strings.CutSuffix(p, "*"); ok {
-		return strings.HasPrefix(topic, prefix)
+		return len(topic) > len(prefix) && strings.HasPrefix(topic, prefix)
 	}
 	return p == topic
 }
 
-// claims are the JWT claims we read.
-type claims struct {
-	Sub    string          `json:"sub"`
-	Exp    *float64        `json:"exp"`
-	Nbf    *float64        `json:"nbf"`
-	Topics json.RawMessage `json:"topics"`
+// checkPattern says why p is not a topics-claim pattern, or returns nil.
+// A '*' inside a segment ("room:a*") would grant every topic sharing a
+// prefix of a name ("room:admin"), which no issuer means to grant.
+func checkPattern(p string) error {
+	i := strings.IndexByte(p, '*')
+	switch {
+	case p == "":
+		return errors.New("empty topic pattern")
+	case i < 0 || p == "*":
+		return nil
+	case i != len(p)-1:
+		return fmt.Errorf("topic pattern %q: '*' must be the last character", p)
+	case !strings.ContainsRune(":/.", rune(p[i-1])):
+		return fmt.Errorf("topic pattern %q: '*' must follow ':', '/' or '.'", p)
+	}
+	return nil
 }
 
-// verifyHS256 verifies a compact JWT signed with HMAC-SHA256 under secret
-// and returns its user: sub is the key (required, non-empty), exp and nbf
-// are honoured (with leeway), the optional "topics" claim (an array of
-// strings) limits the joinable topics.
-func verifyHS256(token string, secret []byte, now time.Time, leeway time.Duration) (*User, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, fmt.Errorf("%w: not a compact JWT", ErrBadToken)
+// checkKey says why key cannot be a presence key (ErrBadKey), or returns
+// nil; maxLen < 0 means no length limit.
+func checkKey(key string, maxLen int) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: empty", ErrBadKey)
+	case maxLen >= 0 && len(key) > maxLen:
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrBadKey, len(key), maxLen)
+	case !utf8.ValidString(key):
+		return fmt.Errorf("%w: not UTF-8", ErrBadKey)
 	}
-	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrBadToken, err)
-	}
-	var hdr struct {
-		Alg string `json:"alg"`
-	}
-	if err := json.Unmarshal(hb, &hdr); err != nil || hdr.Alg != "HS256" {
-		return nil, fmt.Errorf("%w: alg must be HS256", ErrBadToken)
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil {
-		return nil, fmt.Errorf("%w: signature encoding", ErrBadToken)
-	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(parts[0] + "." + parts[1]))
-	if !hmac.Equal(sig, mac.Sum(nil)) {
-		return nil, fmt.Errorf("%w: bad signature", ErrBadToken)
-	}
-	pb, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil, fmt.Errorf("%w: payload encoding", ErrBadToken)
-	}
-	var c claims
-	if err := json.Unmarshal(pb, &c); err != nil {
-		return nil, fmt.Errorf("%w: claims: %v", ErrBadToken, err)
-	}
-	t := float64(now.Unix())
-	l := leeway.Seconds()
-	if c.Exp != nil && t > *c.Exp+l {
-		return nil, ErrTokenExpired
-	}
-	if c.Nbf != nil && t+l < *c.Nbf {
-		return nil, fmt.Errorf("%w: not valid yet", ErrBadToken)
-	}
-	if c.Sub == "" {
-		return nil, fmt.Errorf("%w: sub claim required", ErrBadToken)
-	}
-	u := &User{Key: c.Sub}
-	if len(c.Topics) > 0 && string(c.Topics) != "null" {
-		if err := json.Unmarshal(c.Topics, &u.Topics); err != nil {
-			return nil, fmt.Errorf("%w: topics claim must be an array of strings", ErrBadToken)
-		}
-		if u.Topics == nil {
-			u.Topics = []string{}
+	for _, r := range key {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
+			return fmt.Errorf("%w: control character U+%04X", ErrBadKey, r)
 		}
 	}
-	return u, nil
+	return nil
+}
+
+// tokenClaims are the claims a token is read for. Its UnmarshalJSON walks
+// the top-level object itself rather than leaving it to encoding/json,
+// which matches names ignoring case ("SUB" would fill the sub) and keeps
+// the last of a repeated name: either lets a token mean something other
+// than what a reader of its claims (or the issuer's library) sees, so a
+// name matches exactly, a repeated one is refused, and a claim of the
+// wrong type is refused rather than ignored.
+type tokenClaims struct {
+	decoded   bool // UnmarshalJSON ran to the end
+	sub       string
+	hasSub    bool
+	exp, nbf  *jwt.NumericDate
+	topics    []string
+	hasTopics bool // "topics" given; null gives an empty topics
+}
+
+var _ jwt.Claims = (*tokenClaims)(nil)
+
+// UnmarshalJSON implements json.Unmarshaler (jwt decodes the payload with
+// it; the bytes are valid JSON by then).
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("claims are not a JSON object")
+	}
+	seen := make(map[string]bool, 8)
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := t.(string) // an object's keys are strings
+		if seen[name] {
+			return fmt.Errorf("claim %q appears twice", name)
+		}
+		seen[name] = true
+		switch name {
+		case "sub":
+			t, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			s, ok := t.(string)
+			if !ok {
+				return errors.New("sub claim must be a string")
+			}
+			c.sub, c.hasSub = s, true
+		case "exp":
+			c.exp, err = dateClaim(dec, name)
+		case "nbf":
+			c.nbf, err = dateClaim(dec, name)
+		case "topics":
+			c.topics, err = topicsClaim(dec)
+			c.hasTopics = true
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return err
+	}
+	c.decoded = true
+	return nil
+}
+
+// dateClaim reads a NumericDate: a number of seconds since the epoch. A
+// value time.Time cannot hold is refused rather than wrapped around.
+func dateClaim(dec *json.Decoder, name string) (*jwt.NumericDate, error) {
+	t, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	n, ok := t.(json.Number)
+	if !ok {
+		return nil, fmt.Errorf("%s claim must be a number", name)
+	}
+	f, err := n.Float64()
+	if err != nil || math.Abs(f) > 1<<53 {
+		return nil, fmt.Errorf("%s claim out of range", name)
+	}
+	sec, frac := math.Modf(f)
+	return &jwt.NumericDate{Time: time.Unix(int64(sec), int64(frac*1e9))}, nil
+}
+
+// topicsClaim reads the topics claim: an array of strings; null is an
+// empty list (no topic may be joined), never "unrestricted".
+func topicsClaim(dec *json.Decoder) ([]string, error) {
+	bad := errors.New("topics claim must be an array of strings")
+	t, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		return []string{}, nil
+	}
+	if t != json.Delim('[') {
+		return nil, bad
+	}
+	out := []string{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		s, ok := t.(string)
+		if !ok {
+			return nil, bad
+		}
+		out = append(out, s)
+	}
+	if _, err := dec.Token(); err != nil { // the closing ']'
+		return nil, err
+	}
+	return out, nil
+}
+
+// GetExpirationTime implements jwt.Claims.
+func (c *tokenClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.exp, nil }
+
+// GetNotBefore implements jwt.Claims.
+func (c *tokenClaims) GetNotBefore() (*jwt.NumericDate, error) { return c.nbf, nil }
+
+// GetIssuedAt implements jwt.Claims (iat is not read).
+func (c *tokenClaims) GetIssuedAt() (*jwt.NumericDate, error) { return nil, nil }
+
+// GetIssuer implements jwt.Claims (iss is not read).
+func (c *tokenClaims) GetIssuer() (string, error) { return "", nil }
+
+// GetSubject implements jwt.Claims.
+func (c *tokenClaims) GetSubject() (string, error) { return c.sub, nil }
+
+// GetAudience implements jwt.Claims (aud is not read).
+func (c *tokenClaims) GetAudience() (jwt.ClaimStrings, error) { return nil, nil }
+
+// verifier checks tokens for a Channel.
+type verifier struct {
+	secret    []byte
+	parser    *jwt.Parser
+	leeway    time.Duration
+	maxKeyLen int
+}
+
+func newVerifier(secret []byte, leeway time.Duration, requireExp bool, maxKeyLen int) *verifier {
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods([]string{"HS256"}),
+		// Strict: a signature whose unused low bits differ is another
+		// string for the same token, and a token must have one spelling.
+		jwt.WithStrictDecoding(),
+		jwt.WithLeeway(leeway),
+	}
+	if requireExp {
+		opts = append(opts, jwt.WithExpirationRequired())
+	}
+	return &verifier{secret: secret, parser: jwt.NewParser(opts...), leeway: leeway, maxKeyLen: maxKeyLen}
+}
+
+// isTokenByte reports whether b may appear in a compact JWT. base64
+// decoding skips CR and LF even when strict, so without this check a
+// signature with line breaks in it would pass as the same token.
+func isTokenByte(b byte) bool {
+	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.'
+}
+
+// verify checks a compact HS256 JWT and returns its user and the time its
+// connection must end (exp plus leeway; zero without exp). Errors wrap
+// ErrBadToken, ErrTokenExpired or ErrBadKey and never quote the token.
+func (v *verifier) verify(token string) (*User, time.Time, error) {
+	for i := 0; i < len(token); i++ {
+		if !isTokenByte(token[i]) {
+			return nil, time.Time{}, fmt.Errorf("%w: not a compact JWT", ErrBadToken)
+		}
+	}
+	var c tokenClaims
+	_, err := v.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.secret, nil })
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return nil, time.Time{}, ErrTokenExpired
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return nil, time.Time{}, fmt.Errorf("%w: exp claim required", ErrBadToken)
+	case err != nil:
+		return nil, time.Time{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+	case !c.decoded:
+		return nil, time.Time{}, fmt.Errorf("%w: claims are not a JSON object", ErrBadToken)
+	case !c.hasSub:
+		return nil, time.Time{}, fmt.Errorf("%w: sub claim required", ErrBadToken)
+	}
+	if err := checkKey(c.sub, v.maxKeyLen); err != nil {
+		return nil, time.Time{}, err
+	}
+	u := &User{Key: c.sub}
+	if c.hasTopics {
+		for _, p := range c.topics {
+			if err := checkPattern(p); err != nil {
+				return nil, time.Time{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+			}
+		}
+		u.Topics = c.topics
+	}
+	var expires time.Time
+	if c.exp != nil {
+		expires = c.exp.Add(v.leeway)
+	}
+	return u, expires, nil
 }
 
 // SignHS256 makes a compact HS256 JWT with the given claims (for tests and
-// tools; servers only verify).
+// tools; servers only verify). It signs under any secret, so that tests
+// can make tokens a server must refuse.
 func SignHS256(secret []byte, claims map[string]any) (string, error) {
-	h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
-	p, err := json.Marshal(claims)
-	if err != nil {
-		return "", err
-	}
-	s := h + "." + base64.RawURLEncoding.EncodeToString(p)
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(s))
-	return s + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)), nil
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims(claims)).SignedString(secret)
 }

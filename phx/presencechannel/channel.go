@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gopresence/presence"
+	"github.com/gopresence/presence/internal/loglimit"
 	"github.com/gopresence/presence/phx"
 )
 
@@ -38,10 +39,11 @@ const (
 	EventDiff      = "presence_diff"
 )
 
-// Defaults of Config.
+// Defaults of Config (a zero field means the default).
 const (
 	DefaultCallTimeout = 5 * time.Second
 	DefaultLeeway      = 30 * time.Second
+	DefaultMaxKeyLen   = 256
 )
 
 // Config configures a Channel.
@@ -55,22 +57,44 @@ type Config struct {
 
 	// Secret, when set, requires every connection to carry a JWT signed
 	// with HS256 under it: socket parameter "token" (or the auth token of
-	// the WebSocket subprotocol / X-Phoenix-AuthToken header). Its "sub"
-	// claim is the presence key; an optional "topics" claim (array of
-	// patterns) limits the joinable topics; exp and nbf are honoured.
+	// the WebSocket subprotocol / X-Phoenix-AuthToken header). It must be
+	// at least MinSecretLen bytes (New refuses a shorter one).
+	//
+	// The token's "sub" claim (a string) is the presence key. An optional
+	// "topics" claim limits the joinable topics: an array of exact topics
+	// and patterns, "*" (every topic) or a prefix ending in ':', '/' or
+	// '.' followed by "*" ("room:*" matches "room:x" and "room:x:y", not
+	// "room:"); a '*' anywhere else ("room:a*") makes the token invalid.
+	// "topics": null allows no topic; an absent claim allows all. exp and
+	// nbf are honoured (with Leeway), and the connection is closed when
+	// exp (plus Leeway) passes. Claim names match exactly, and a payload
+	// naming a claim twice, or giving sub, exp, nbf or topics a value of
+	// another type, is refused.
+	//
 	// When Secret is empty (development mode) the socket parameter
-	// "user_id" (non-empty) is the key, unauthenticated.
+	// "user_id" is the key, unauthenticated. Either way the key must
+	// satisfy MaxKeyLen and hold no control characters (ErrBadKey).
 	Secret []byte
+
+	// RequireExp refuses tokens without an exp claim: a token that never
+	// expires cannot be withdrawn short of changing the Secret.
+	RequireExp bool
 
 	// Leeway is the clock skew tolerated on exp/nbf. Default 30 s.
 	Leeway time.Duration
+
+	// MaxKeyLen bounds a presence key in bytes. Default 256; negative: no
+	// limit.
+	MaxKeyLen int
 
 	// CallTimeout bounds each presence call made on behalf of a client
 	// (not needed, and not applied, when Presence is a *presence.Presence,
 	// whose calls never wait). Default 5 s.
 	CallTimeout time.Duration
 
-	// Logger; nil discards.
+	// Logger receives warnings and errors of presence calls, each
+	// message rate-limited and its values truncated (they quote what
+	// clients sent). Nil discards.
 	Logger *slog.Logger
 }
 
@@ -86,7 +110,8 @@ type Config struct {
 type Channel struct {
 	cfg    Config
 	log    *slog.Logger
-	direct bool // cfg.Presence is a *presence.Presence (see callCtx)
+	direct *presence.Presence // cfg.Presence, if it is one (see callCtx)
+	verify *verifier          // nil without a Secret
 
 	mu   sync.Mutex
 	subs map[subKey]*topicSub
@@ -124,24 +149,37 @@ func New(cfg Config) (*Channel, error) {
 			return nil, fmt.Errorf("presencechannel: bad topic pattern %q", p)
 		}
 	}
+	if n := len(cfg.Secret); n > 0 && n < MinSecretLen {
+		return nil, fmt.Errorf("presencechannel: Config.Secret is %d bytes, at least %d are required: an HS256 key shorter than the hash can be guessed offline from one token", n, MinSecretLen)
+	}
 	if cfg.Leeway <= 0 {
 		cfg.Leeway = DefaultLeeway
 	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = DefaultCallTimeout
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	orDefault(&cfg.MaxKeyLen, DefaultMaxKeyLen)
+	cfg.Logger = loglimit.New(cfg.Logger)
+	ch := &Channel{cfg: cfg, log: cfg.Logger, subs: make(map[subKey]*topicSub)}
+	ch.direct, _ = cfg.Presence.(*presence.Presence)
+	if len(cfg.Secret) > 0 {
+		ch.verify = newVerifier(cfg.Secret, cfg.Leeway, cfg.RequireExp, cfg.MaxKeyLen)
 	}
-	_, direct := cfg.Presence.(*presence.Presence)
-	return &Channel{cfg: cfg, log: cfg.Logger, subs: make(map[subKey]*topicSub), direct: direct}, nil
+	return ch, nil
+}
+
+// orDefault sets a zero *v to def.
+func orDefault(v *int, def int) {
+	if *v == 0 {
+		*v = def
+	}
 }
 
 // callCtx bounds a presence call by CallTimeout. A *presence.Presence
 // never waits (its calls run under a lock and return), so it gets ctx as
 // it is: a timer per call would cost more than the call.
 func (ch *Channel) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if ch.direct {
+	if ch.direct != nil {
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, ch.cfg.CallTimeout)
@@ -158,12 +196,15 @@ func (ch *Channel) Routes() []phx.Route {
 
 // Connect authenticates a connection (use it as phx.Config.Connect): the
 // JWT of socket parameter "token" (or the transport's auth token) when a
-// Secret is configured, else a non-empty "user_id" parameter. The
-// Identity's ID is "user:<key>" (phx.Server.Disconnect("user:<key>") logs
-// the user out everywhere on this node) and its Assigns a *User.
+// Secret is configured, else a "user_id" parameter (see Config.Secret).
+// The Identity's ID is "user:<key>" (phx.Server.Disconnect("user:<key>")
+// logs the user out everywhere on this node), its Assigns a *User, and
+// its ExpiresAt the token's exp plus Leeway, so that the connection ends
+// with its credentials.
 func (ch *Channel) Connect(ctx context.Context, info *phx.ConnectInfo) (phx.Identity, error) {
 	var u *User
-	if len(ch.cfg.Secret) > 0 {
+	var expires time.Time
+	if ch.verify != nil {
 		tok := info.Params.Get("token")
 		if tok == "" {
 			tok = info.AuthToken
@@ -172,17 +213,20 @@ func (ch *Channel) Connect(ctx context.Context, info *phx.ConnectInfo) (phx.Iden
 			return phx.Identity{}, ErrNoCredentials
 		}
 		var err error
-		if u, err = verifyHS256(tok, ch.cfg.Secret, time.Now(), ch.cfg.Leeway); err != nil {
+		if u, expires, err = ch.verify.verify(tok); err != nil {
 			return phx.Identity{}, err
 		}
 	} else {
-		key := info.Params.Get("user_id")
-		if key == "" {
+		if !info.Params.Has("user_id") {
 			return phx.Identity{}, ErrNoCredentials
+		}
+		key := info.Params.Get("user_id")
+		if err := checkKey(key, ch.cfg.MaxKeyLen); err != nil {
+			return phx.Identity{}, err
 		}
 		u = &User{Key: key}
 	}
-	return phx.Identity{ID: "user:" + u.Key, Assigns: u}, nil
+	return phx.Identity{ID: "user:" + u.Key, Assigns: u, ExpiresAt: expires}, nil
 }
 
 var (

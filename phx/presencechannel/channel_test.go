@@ -189,14 +189,14 @@ func TestDeliberateInvalidMeta(t *testing.T) {
 // JWT auth: sub is the key; the topics claim limits joins; bad, expired or
 // missing tokens refuse the connection; the subprotocol token works.
 func TestJWTAuth(t *testing.T) {
-	secret := []byte("s3cret")
+	secret := []byte("s3cret-s3cret-s3cret-s3cret-s3cr")
 	st := newStackCfg(t, presencechannel.Config{Secret: secret})
-	tok, _ := presencechannel.SignHS256(secret, map[string]any{"sub": "alice", "topics": []string{"room:a*"}, "exp": time.Now().Add(time.Hour).Unix()})
+	tok, _ := presencechannel.SignHS256(secret, map[string]any{"sub": "alice", "topics": []string{"room:a:*"}, "exp": time.Now().Add(time.Hour).Unix()})
 	a, code := st.dial(t, url.Values{"token": {tok}})
 	if code != 101 {
 		t.Fatalf("dial %d", code)
 	}
-	a.send(`["1","1","room:abc","phx_join",{"meta":{}}]`)
+	a.send(`["1","1","room:a:bc","phx_join",{"meta":{}}]`)
 	s, _ := a.recvEvent("presence_state")
 	if got := payloadJSON(s); !strings.Contains(got, `"alice"`) {
 		t.Fatalf("state %s", got)
@@ -208,7 +208,7 @@ func TestJWTAuth(t *testing.T) {
 	}
 
 	expired, _ := presencechannel.SignHS256(secret, map[string]any{"sub": "x", "exp": time.Now().Add(-time.Hour).Unix()})
-	other, _ := presencechannel.SignHS256([]byte("other"), map[string]any{"sub": "x"})
+	other, _ := presencechannel.SignHS256([]byte("other-other-other-other-other-ot"), map[string]any{"sub": "x"})
 	nosub, _ := presencechannel.SignHS256(secret, map[string]any{"name": "x"})
 	for name, p := range map[string]url.Values{
 		"none":     {},

@@ -42,7 +42,7 @@ func (l *lockedBuf) String() string {
 func TestWS14_PresenceChannelLogsNoSecrets(t *testing.T) {
 	var buf lockedBuf
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	secret := []byte("s3cret")
+	secret := []byte("s3cret-s3cret-s3cret-s3cret-s3cr")
 	p, err := presence.New(presence.Config{})
 	if err != nil {
 		t.Fatal(err)
