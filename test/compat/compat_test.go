@@ -431,13 +431,14 @@ func runNode(t *testing.T, node string, env []string, files ...string) {
 
 // TestPhoenixJS runs the official client against presenced: JP-xx
 // scenarios, V1/V2, long-poll next to WebSocket, broadcast
-// (presence.test.mjs), an abandoned long-poll session (longpoll.test.mjs,
-// in parallel) and X-10 across server restarts (restart.test.mjs).
+// (presence.test.mjs), an abandoned long-poll session (longpoll.test.mjs)
+// and hostile clients next to phoenix.js (hostile.test.mjs), in parallel,
+// and X-10 across server restarts (restart.test.mjs).
 func TestPhoenixJS(t *testing.T) {
 	node := requireNode(t)
 	t.Run("JP", func(t *testing.T) {
 		s := startServer(t)
-		runNode(t, node, []string{"PRESENCE_URL=" + s.URL()}, "presence.test.mjs", "longpoll.test.mjs")
+		runNode(t, node, []string{"PRESENCE_URL=" + s.URL()}, "presence.test.mjs", "longpoll.test.mjs", "hostile.test.mjs")
 	})
 	t.Run("X-10", func(t *testing.T) {
 		s := startServer(t)
