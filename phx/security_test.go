@@ -473,3 +473,48 @@ func TestTrustForwardedProto(t *testing.T) {
 }
 
 var _ = websocket.TextMessage
+
+// A long-poll session that stops polling is bounded the same way: its
+// queue is closed as a slow consumer once MaxQueueBytes wait.
+func TestLongPollQueueBoundedInBytes(t *testing.T) {
+	fc := &funcChannel{joined: make(chan *Socket, 1)}
+	e := newEnv(t, func(c *Config) {
+		c.Channels = []Route{{Pattern: "room:*", Channel: fc}}
+		c.MaxQueueBytes = 2 << 20
+	})
+	tok := e.lpOpen(v2)
+	if r := e.lpDo("POST", v2, tok, "application/json", `["1","1","room:lp","phx_join",{}]`, nil); r.status() != http.StatusOK {
+		t.Fatalf("join: %s", r.rawBody)
+	}
+	s := fc.nextSocket(t)
+	big := bigPayload(256 << 10)
+	for i := 1; i <= 100; i++ {
+		if err := s.Push("big", big); err != nil {
+			if i > 10 {
+				t.Fatalf("closed after %d pushes of 256 KiB, want within 2 MiB", i)
+			}
+			return
+		}
+	}
+	t.Fatal("100 pushes of 256 KiB queued for a session that never polls")
+}
+
+// A poll answer holding big frames is streamed: the client gets every
+// message intact.
+func TestLongPollBigAnswer(t *testing.T) {
+	fc := &funcChannel{joined: make(chan *Socket, 1)}
+	e := newEnv(t, func(c *Config) { c.Channels = []Route{{Pattern: "room:*", Channel: fc}} })
+	tok := e.lpOpen(v2)
+	e.lpDo("POST", v2, tok, "application/json", `["1","1","room:lp","phx_join",{}]`, nil)
+	s := fc.nextSocket(t)
+	bb, _ := json.Marshal(map[string]string{"x": strings.Repeat("<é\u2028\"\\\n", 100000)})
+	big := string(bb)
+	if err := s.Push("big", json.RawMessage(big)); err != nil {
+		t.Fatal(err)
+	}
+	r := e.lpDo("GET", v2, tok, "", "", nil)
+	ms := r.messages(t)
+	if len(ms) != 2 || ms[1] != canon(t, []byte(`["1",null,"room:lp","big",`+big+`]`)) {
+		t.Fatalf("poll: %d messages, %d bytes", len(ms), len(r.rawBody))
+	}
+}
