@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -38,7 +39,9 @@ var (
 const MinSecretLen = 32
 
 // User is the identity of a connection: the assigns every channel of the
-// connection sees (phx.Socket.Assigns returns a *User).
+// connection sees (phx.Socket.Assigns returns a *User). It also holds the
+// connection's rate limits, shared by every channel it joined; a User
+// built by hand gets them on first use.
 type User struct {
 	// Key is the presence key the connection tracks under (the user id).
 	Key string
@@ -50,6 +53,9 @@ type User struct {
 	// entry with a '*' anywhere else matches nothing (Connect refuses such
 	// a token).
 	Topics []string
+
+	mu  sync.Mutex
+	lim *connLimits // made on first use (see Channel.limits)
 }
 
 // mayJoin reports whether u may join topic.

@@ -24,6 +24,7 @@ type Presence interface {
 	Untrack(ctx context.Context, owner, topic, key string) error
 	UntrackOwner(ctx context.Context, owner string) error
 	List(topic string) presence.State
+	Get(topic, key string) *presence.Entry
 	Subscribe(topic string, fn func(presence.Diff)) (cancel func())
 }
 
@@ -41,9 +42,16 @@ const (
 
 // Defaults of Config (a zero field means the default).
 const (
-	DefaultCallTimeout = 5 * time.Second
-	DefaultLeeway      = 30 * time.Second
-	DefaultMaxKeyLen   = 256
+	DefaultCallTimeout       = 5 * time.Second
+	DefaultLeeway            = 30 * time.Second
+	DefaultMaxKeyLen         = 256
+	DefaultMaxMetaBytes      = 4096
+	DefaultMaxMetasPerKey    = 32
+	DefaultMaxBroadcastBytes = 64 << 10
+	DefaultBroadcastRate     = 20
+	DefaultBroadcastBurst    = 40
+	DefaultUpdateRate        = 10
+	DefaultUpdateBurst       = 20
 )
 
 // Config configures a Channel.
@@ -87,14 +95,49 @@ type Config struct {
 	// limit.
 	MaxKeyLen int
 
+	// MaxMetaBytes bounds a meta (of a join, presence:track or
+	// presence:update) in bytes, as the client sent it; a larger one gets
+	// the error reply {"reason":"meta too large"} (a join is refused with
+	// it). Metas are kept for the presence's life and sent to every
+	// member. Default 4096; negative: no limit.
+	MaxMetaBytes int
+
+	// MaxMetasPerKey bounds the metas one key may have in a topic (one per
+	// tracking connection, across the cluster); a join or presence:track
+	// that would exceed it gets {"reason":"too many presences for this
+	// key"}. Concurrent joins of one key may overshoot it by the joins in
+	// flight. Default 32; negative: no limit.
+	MaxMetasPerKey int
+
+	// MaxBroadcastBytes bounds a broadcast payload in bytes; a larger one
+	// gets {"reason":"payload too large"} and is not relayed. Default
+	// 64 KiB; negative: no limit.
+	MaxBroadcastBytes int
+
+	// BroadcastRate and BroadcastBurst limit broadcast events per
+	// connection (token bucket: BroadcastRate a second, bursts of
+	// BroadcastBurst), shared by every channel the connection joined. A
+	// broadcast over the limit gets {"reason":"rate limited"} and is not
+	// relayed. Defaults 20/s and 40; a negative BroadcastRate disables the
+	// limit.
+	BroadcastRate  float64
+	BroadcastBurst int
+
+	// UpdateRate and UpdateBurst limit presence:update, presence:track and
+	// presence:untrack per connection, as BroadcastRate does broadcasts:
+	// each one makes a presence_diff to every member of the topic.
+	// Defaults 10/s and 20; a negative UpdateRate disables the limit.
+	UpdateRate  float64
+	UpdateBurst int
+
 	// CallTimeout bounds each presence call made on behalf of a client
 	// (not needed, and not applied, when Presence is a *presence.Presence,
 	// whose calls never wait). Default 5 s.
 	CallTimeout time.Duration
 
-	// Logger receives warnings and errors of presence calls, each
-	// message rate-limited and its values truncated (they quote what
-	// clients sent). Nil discards.
+	// Logger receives warnings (refused joins, rate-limited clients) and
+	// errors of presence calls, each message rate-limited and its values
+	// truncated (they quote what clients sent). Nil discards.
 	Logger *slog.Logger
 }
 
@@ -106,11 +149,14 @@ type Config struct {
 // presence_state, and every member gets presence_diff broadcasts. Events:
 // presence:update and presence:track {"meta": {...}} (errors "not tracked",
 // "already tracked", "invalid meta"), presence:untrack (idempotent), and
-// broadcast (relayed to the topic's other members; ok reply).
+// broadcast (relayed to the topic's other members; ok reply). The limits
+// of Config answer with the errors "meta too large", "too many presences
+// for this key", "payload too large" and "rate limited" (a join is
+// refused with the first two), and change nothing.
 type Channel struct {
 	cfg    Config
 	log    *slog.Logger
-	direct *presence.Presence // cfg.Presence, if it is one (see callCtx)
+	direct *presence.Presence // cfg.Presence, if it is one (see callCtx, metasOf)
 	verify *verifier          // nil without a Secret
 
 	mu   sync.Mutex
@@ -159,6 +205,21 @@ func New(cfg Config) (*Channel, error) {
 		cfg.CallTimeout = DefaultCallTimeout
 	}
 	orDefault(&cfg.MaxKeyLen, DefaultMaxKeyLen)
+	orDefault(&cfg.MaxMetaBytes, DefaultMaxMetaBytes)
+	orDefault(&cfg.MaxMetasPerKey, DefaultMaxMetasPerKey)
+	orDefault(&cfg.MaxBroadcastBytes, DefaultMaxBroadcastBytes)
+	if cfg.BroadcastRate == 0 {
+		cfg.BroadcastRate = DefaultBroadcastRate
+	}
+	if cfg.BroadcastBurst <= 0 {
+		cfg.BroadcastBurst = DefaultBroadcastBurst
+	}
+	if cfg.UpdateRate == 0 {
+		cfg.UpdateRate = DefaultUpdateRate
+	}
+	if cfg.UpdateBurst <= 0 {
+		cfg.UpdateBurst = DefaultUpdateBurst
+	}
 	cfg.Logger = loglimit.New(cfg.Logger)
 	ch := &Channel{cfg: cfg, log: cfg.Logger, subs: make(map[subKey]*topicSub)}
 	ch.direct, _ = cfg.Presence.(*presence.Presence)
@@ -174,6 +235,9 @@ func orDefault(v *int, def int) {
 		*v = def
 	}
 }
+
+// over reports whether n exceeds the limit max (negative: none).
+func over(n, max int) bool { return max >= 0 && n > max }
 
 // callCtx bounds a presence call by CallTimeout. A *presence.Presence
 // never waits (its calls run under a lock and return), so it gets ctx as
@@ -237,7 +301,36 @@ var (
 	replyUnknownEvent   = map[string]string{"reason": "unknown event"}
 	replyInvalidPayload = map[string]string{"reason": "invalid payload"}
 	replyUnavailable    = map[string]string{"reason": "presence unavailable"}
+	replyMetaTooLarge   = map[string]string{"reason": "meta too large"}
+	replyTooManyMetas   = map[string]string{"reason": "too many presences for this key"}
+	replyRateLimited    = map[string]string{"reason": "rate limited"}
+	replyPayloadTooBig  = map[string]string{"reason": "payload too large"}
 )
+
+// metaRefusal returns the reply refusing meta as a new presence of key in
+// topic (too large, or one too many for the key), or nil.
+func (ch *Channel) metaRefusal(topic, key string, meta json.RawMessage, adds bool) map[string]string {
+	if over(len(meta), ch.cfg.MaxMetaBytes) {
+		return replyMetaTooLarge
+	}
+	if adds && ch.cfg.MaxMetasPerKey >= 0 && ch.metasOf(topic, key)+1 > ch.cfg.MaxMetasPerKey {
+		return replyTooManyMetas
+	}
+	return nil
+}
+
+// metasOf counts key's metas in topic. A *presence.Presence is asked
+// through its tracker, which skips the Fetch hook (Get would run it per
+// join).
+func (ch *Channel) metasOf(topic, key string) int {
+	if ch.direct != nil {
+		return len(ch.direct.Tracker().Get(topic, key))
+	}
+	if e := ch.cfg.Presence.Get(topic, key); e != nil {
+		return len(e.Metas)
+	}
+	return 0
+}
 
 // metaOf returns the "meta" of a JSON object payload if it is an object.
 // The key matches as encoding/json matches a struct field (the last
@@ -371,13 +464,25 @@ func skipString(b []byte, i int) int {
 // Join implements phx.Channel.
 func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any, error) {
 	u, ok := s.Assigns().(*User)
-	if !ok || u == nil || !u.mayJoin(s.Topic()) {
+	if !ok || u == nil {
+		ch.log.Warn("presencechannel: join refused: the connection has no *User", "topic", s.Topic())
+		return nil, phx.Refuse(replyUnauthorized)
+	}
+	if !u.mayJoin(s.Topic()) {
+		ch.log.Warn("presencechannel: join refused: topic not allowed by the token", "key", u.Key, "topic", s.Topic())
 		return nil, phx.Refuse(replyUnauthorized)
 	}
 	m := &member{user: u}
+	meta, track := metaOf(p)
+	if track {
+		if r := ch.metaRefusal(s.Topic(), u.Key, meta, true); r != nil {
+			ch.log.Warn("presencechannel: join refused", "key", u.Key, "topic", s.Topic(), "reason", r["reason"], "meta_bytes", len(meta))
+			return nil, phx.Refuse(r)
+		}
+	}
 	// Subscribe before tracking, so that the joiner sees its own join.
 	ch.acquire(s.Server(), s.Topic())
-	if meta, ok := metaOf(p); ok {
+	if track {
 		cctx, cancel := ch.callCtx(ctx)
 		_, err := ch.cfg.Presence.Track(cctx, s.Owner(), s.Topic(), u.Key, meta)
 		cancel()
@@ -403,10 +508,23 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 func (ch *Channel) HandleIn(ctx context.Context, s *phx.Socket, event string, p phx.Payload) (*phx.Reply, error) {
 	m := s.State.(*member)
 	switch event {
+	case EventUpdate, EventTrack, EventUntrack:
+		if !ch.allow(m.user, ch.limits(m.user).update, event, s.Topic()) {
+			return phx.ReplyError(replyRateLimited), nil
+		}
+	case EventBroadcast:
+		if !ch.allow(m.user, ch.limits(m.user).broadcast, event, s.Topic()) {
+			return phx.ReplyError(replyRateLimited), nil
+		}
+	}
+	switch event {
 	case EventUpdate, EventTrack:
 		meta, ok := metaOf(p)
 		if !ok {
 			return phx.ReplyError(replyInvalidMeta), nil
+		}
+		if r := ch.metaRefusal(s.Topic(), m.user.Key, meta, event == EventTrack && !m.tracked); r != nil {
+			return phx.ReplyError(r), nil
 		}
 		cctx, cancel := ch.callCtx(ctx)
 		defer cancel()
@@ -453,8 +571,12 @@ func (ch *Channel) HandleIn(ctx context.Context, s *phx.Socket, event string, p 
 		return phx.ReplyOK(nil), nil
 	case EventBroadcast:
 		var payload any = p.JSON
+		n := len(p.JSON)
 		if p.IsBinary {
-			payload = phx.Binary(p.Binary)
+			payload, n = phx.Binary(p.Binary), len(p.Binary)
+		}
+		if over(n, ch.cfg.MaxBroadcastBytes) {
+			return phx.ReplyError(replyPayloadTooBig), nil
 		}
 		if err := s.BroadcastFrom(EventBroadcast, payload); err != nil {
 			return phx.ReplyError(replyInvalidPayload), nil

@@ -19,6 +19,11 @@
 // encoded once per serializer. When a channel ends (leave, duplicate join,
 // connection closed), its presences leave (UntrackOwner).
 //
+// Clients cannot grow what the server keeps or relays without bound: a
+// meta, a broadcast and the metas of one key in a topic are bounded, and
+// each connection has a rate for broadcasts and one for presence events
+// (Config); a refusal is an error reply.
+//
 // Two deliberate differences from Phoenix (protocol.md): a presence:update
 // or presence:track whose meta is not an object is answered
 // {"status":"error","response":{"reason":"invalid meta"}} instead of
