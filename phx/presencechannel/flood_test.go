@@ -136,4 +136,3 @@ func TestUpdateFloodHurtsNoOne(t *testing.T) {
 		return fmt.Sprintf(`["1","%d","room:flood","presence:update",{"meta":{"n":%d,"pad":"%s"}}]`, i, i, strings.Repeat("p", 3000))
 	}, true)
 }
-
