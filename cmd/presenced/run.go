@@ -58,6 +58,7 @@ type options struct {
 	longPoll           bool
 	shutdownTimeout    time.Duration
 	logLevel           string
+	demo               bool
 	maxConnections     int
 
 	// limits of phx.Config
@@ -145,6 +146,7 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.BoolVar(&o.longPoll, "longpoll", true, "serve the long-poll transport (phoenix.js's fallback)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&o.demo, "demo", true, "serve the demo page at / (--demo=false: / is 404)")
 	fs.Int64Var(&o.maxQueueBytes, "max-queue-bytes", phx.DefaultMaxQueueBytes, "bytes waiting to be written to one client; a client that falls further behind is closed (WebSocket 1008 slow consumer)")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", phx.DefaultMaxConnsPerIP, "live connections from one client IP; one more is refused with 429. Loopback peers (a local proxy) are not counted; negative: no limit")
 	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", phx.DefaultMaxConnsPerID, "live connections of one user; one more is refused with 429; negative: no limit")
@@ -456,7 +458,9 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		w.Header().Set("content-type", "application/json")
 		json.NewEncoder(w).Encode(p.List(r.PathValue("topic")))
 	})))
-	mux.Handle("/", web.Handler())
+	if o.demo {
+		mux.Handle("/", web.Handler())
+	}
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gopresence/presence/phx"
+	"github.com/gopresence/presence/web"
 )
 
 // env is a lookup over m: a key present with "" is set but empty.
@@ -444,5 +445,36 @@ func TestPhxLimitFlags(t *testing.T) {
 	}
 	if !strings.Contains(help.String(), "-trust-forwarded-proto") {
 		t.Error("--help does not mention --trust-forwarded-proto")
+	}
+}
+
+// The demo page is served with its security headers, and not at all with
+// --demo=false.
+func TestDemoFlag(t *testing.T) {
+	get := func(n *testNode, path string) *http.Response {
+		resp, err := http.Get("http://" + n.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	n := startNode(t, nil, nil, nil)
+	if resp := get(n, "/"); resp.StatusCode != 200 || resp.Header.Get("Content-Security-Policy") != web.ContentSecurityPolicy ||
+		resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Referrer-Policy") != "no-referrer" {
+		t.Fatalf("demo page: %d %v", resp.StatusCode, resp.Header)
+	}
+	n = startNode(t, []string{"--demo=false"}, nil, nil)
+	for _, path := range []string{"/", "/app.js", "/index.html"} {
+		if resp := get(n, path); resp.StatusCode != 404 {
+			t.Errorf("--demo=false: GET %s: %d", path, resp.StatusCode)
+		}
+	}
+	if resp := get(n, "/healthz"); resp.StatusCode != 200 {
+		t.Errorf("--demo=false: /healthz: %d", resp.StatusCode)
+	}
+	n = startNode(t, nil, map[string]string{"PRESENCE_DEMO": "false"}, nil)
+	if resp := get(n, "/"); resp.StatusCode != 404 {
+		t.Errorf("PRESENCE_DEMO=false: GET /: %d", resp.StatusCode)
 	}
 }

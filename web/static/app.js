@@ -1,11 +1,16 @@
 // Presence demo page: a small, hand-written client of the Phoenix channels
 // protocol (V2 JSON: [join_ref, ref, topic, event, payload]) with the same
 // presence bookkeeping as phoenix.js's Presence (state, then diffs by phx_ref).
+//
+// Presence keys are user names, chosen by the users: they are kept in a Map
+// and looked up in the server's objects with Object.hasOwn only, so that a
+// user called "constructor", "__proto__" or "toString" is a user like any
+// other, not a property every plain object inherits.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let sock = null, topic = null, joinRef = null, refSeq = 0, heartbeat = null;
-let presences = {}, pending = [], synced = false, myStatus = "online", reconnectTimer = null;
+let presences = new Map(), pending = [], synced = false, myStatus = "online", reconnectTimer = null;
 let tries = 0, wanted = false;
 const device = (() => {
   const ua = navigator.userAgent;
@@ -40,7 +45,7 @@ function connect() {
     tries = 0;
     $("conn").textContent = "connected"; $("conn").className = "conn up";
     joinRef = String(++refSeq);
-    presences = {}; pending = []; synced = false;
+    presences = new Map(); pending = []; synced = false;
     ws.send(JSON.stringify([joinRef, joinRef, topic, "phx_join", {meta: {device, status: myStatus}}]));
     clearInterval(heartbeat);
     heartbeat = setInterval(() => send("heartbeat", {}, "phoenix"), 30000);
@@ -49,7 +54,7 @@ function connect() {
     if (ws !== sock) return;
     const [jref, ref, t, event, payload] = JSON.parse(ev.data);
     if (t !== topic) return;
-    if (event === "presence_state") { presences = cloneState(payload); synced = true; pending.forEach(applyDiff); pending = []; render(); }
+    if (event === "presence_state") { presences = toMap(payload); synced = true; pending.forEach(applyDiff); pending = []; render(); }
     else if (event === "presence_diff") { if (synced) { applyDiff(payload); render(); } else pending.push(payload); }
     else if (event === "phx_reply" && ref === jref && payload.status !== "ok") log("join refused: " + JSON.stringify(payload.response));
   };
@@ -64,11 +69,19 @@ function connect() {
   };
 }
 
-function cloneState(s) { return JSON.parse(JSON.stringify(s)); }
+// own is obj[key] if obj has it as its own property, else undefined.
+function own(obj, key) { return obj && Object.hasOwn(obj, key) ? obj[key] : undefined; }
+
+// toMap copies a presence_state into a Map of key → {metas}.
+function toMap(state) {
+  const m = new Map();
+  for (const [key, {metas}] of Object.entries(state)) m.set(key, {metas: metas.slice()});
+  return m;
+}
 
 function applyDiff(diff) {
   for (const [key, {metas}] of Object.entries(diff.joins || {})) {
-    const cur = presences[key];
+    const cur = presences.get(key);
     const newRefs = new Set(metas.map((m) => m.phx_ref));
     // Metas already shown (e.g. our own join, which the state held) are not news.
     const fresh = metas.filter((m) => !cur || !cur.metas.some((c) => c.phx_ref === m.phx_ref));
@@ -76,15 +89,15 @@ function applyDiff(diff) {
     else if (fresh.length && fresh.every((m) => m.phx_ref_prev)) log(key + " is now " + fresh.map(describe).join(", "));
     else if (fresh.length) log(key + " joined on another device (" + fresh.map(describe).join(", ") + ")");
     const kept = cur ? cur.metas.filter((m) => !newRefs.has(m.phx_ref)) : [];
-    presences[key] = {metas: kept.concat(metas)};
+    presences.set(key, {metas: kept.concat(metas)});
   }
   for (const [key, {metas}] of Object.entries(diff.leaves || {})) {
-    const cur = presences[key];
+    const cur = presences.get(key);
     if (!cur) continue;
     const gone = new Set(metas.map((m) => m.phx_ref));
-    const joinedPrev = new Set(((diff.joins || {})[key] || {metas: []}).metas.map((m) => m.phx_ref_prev));
+    const joinedPrev = new Set((own(diff.joins, key) || {metas: []}).metas.map((m) => m.phx_ref_prev));
     cur.metas = cur.metas.filter((m) => !gone.has(m.phx_ref));
-    if (cur.metas.length === 0) { delete presences[key]; log(key + " went offline"); }
+    if (cur.metas.length === 0) { presences.delete(key); log(key + " went offline"); }
     else if (!metas.every((m) => joinedPrev.has(m.phx_ref))) log(key + " left on one device");
   }
 }
@@ -94,12 +107,12 @@ function describe(m) { return (m.device || "?") + " " + (m.status || "online"); 
 function render() {
   const ul = $("users");
   ul.textContent = "";
-  const keys = Object.keys(presences).sort();
+  const keys = [...presences.keys()].sort();
   $("count").textContent = keys.length;
   for (const key of keys) {
     const li = document.createElement("li");
     li.dataset.user = key;
-    const metas = presences[key].metas;
+    const metas = presences.get(key).metas;
     const b = document.createElement("strong");
     b.textContent = key;
     li.append(b, " — " + metas.length + (metas.length === 1 ? " device" : " devices"));
