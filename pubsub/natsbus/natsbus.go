@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,9 +250,33 @@ func (b *Bus) dial(ctx context.Context, cfg Config) (*nats.Conn, error) {
 	bg := context.Background()
 	b.dialer.ctx.Store(&bg)
 	if err != nil {
-		return nil, fmt.Errorf("natsbus: connect %s: %w", url, err)
+		return nil, fmt.Errorf("natsbus: connect %s: %w", redactURLs(url), err)
 	}
 	return nc, nil
+}
+
+// redactURLs hides the credentials in a comma-separated list of NATS URLs
+// (a token is a URL's user, a password its password), so that errors can
+// name the servers without handing the secret to the log.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := neturl.Parse(strings.TrimSpace(p))
+		switch {
+		case err != nil && strings.Contains(p, "@"):
+			parts[i] = "(a URL with credentials)"
+		case err != nil:
+		case u.User == nil:
+		default:
+			if _, ok := u.User.Password(); ok {
+				u.User = neturl.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				u.User = neturl.User("xxxxx")
+			}
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // onTopic adds or removes the NATS subscriptions of a topic. It runs with

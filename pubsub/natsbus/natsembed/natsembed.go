@@ -7,17 +7,24 @@
 // when Config.Cluster is set, for routes from other servers; it dials the
 // routes listed in Cluster.Routes. Two presenced nodes that list each other
 // (or one common seed) form one NATS cluster, and natsbus clients connected
-// to either see each other's messages. No JetStream, no authentication:
-// bind it to loopback or a private network.
+// to either see each other's messages. No JetStream.
+//
+// Without Config.Secret anyone who reaches the client or route port may
+// read and publish everything: bind it to loopback or a private network.
+// With a Secret, clients must send it as their token and routes as their
+// password (user RouteUser), and Cluster.TLS encrypts and mutually
+// authenticates the routes.
 package natsembed
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -27,6 +34,14 @@ import (
 // ErrNotReady is returned by Start when the server does not accept
 // connections in time.
 var ErrNotReady = errors.New("natsembed: server not ready")
+
+// RouteUser is the user name routes authenticate as when Config.Secret is
+// set; the secret is the password.
+const RouteUser = "presence"
+
+// bcryptLike matches what nats-server takes for a bcrypt hash rather than a
+// password or token: such a secret would never match what clients send.
+var bcryptLike = regexp.MustCompile(`^\$2[abxy]\$\d{2}\$`)
 
 // Config configures a Server. The zero value is a standalone server on a
 // random loopback port.
@@ -44,6 +59,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Debug also forwards the server's debug lines (at Debug level).
 	Debug bool
+	// Secret, when set, is required of every connection: a client must send
+	// it as its token (nats.Token, or nats://<secret>@host), a route as the
+	// password of RouteUser. The routes this server dials (Cluster.Routes
+	// without credentials of their own, and those it learns from its
+	// peers) send it, so servers sharing a Secret form a cluster and others
+	// are refused. Empty: no authentication.
+	Secret string
 }
 
 // Cluster configures clustering.
@@ -57,8 +79,15 @@ type Cluster struct {
 	Port int
 	// Routes are the route URLs of other servers to connect to, such as
 	// "nats-route://10.0.0.2:6222" (see Server.ClusterURL). A server may
-	// list itself; nats-server ignores that route.
+	// list itself; nats-server ignores that route. With Config.Secret a
+	// route URL without user information gets RouteUser and the secret.
 	Routes []string
+	// TLS, when set, makes every route TLS, both ways: the server presents
+	// TLS.Certificates to routes it accepts and to those it dials, and
+	// verifies its peers' certificates (set ClientCAs and RootCAs, and
+	// ClientAuth tls.RequireAndVerifyClientCert for mutual authentication).
+	// The server name checked is the route URL's host.
+	TLS *tls.Config
 }
 
 // Server is a running embedded NATS server.
@@ -75,19 +104,27 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
+	if bcryptLike.MatchString(cfg.Secret) {
+		return nil, errors.New("natsembed: a Secret starting like a bcrypt hash ($2a$10$...) is taken by nats-server for a hash, not a password")
+	}
 	opts := &server.Options{
-		ServerName: cfg.ServerName,
-		Host:       host,
-		Port:       randomIfZero(cfg.Port),
-		NoSigs:     true,
-		NoLog:      cfg.Logger == nil,
-		Debug:      cfg.Debug,
+		ServerName:    cfg.ServerName,
+		Host:          host,
+		Port:          randomIfZero(cfg.Port),
+		NoSigs:        true,
+		NoLog:         cfg.Logger == nil,
+		Debug:         cfg.Debug,
+		Authorization: cfg.Secret,
 	}
 	if c := cfg.Cluster; c != nil {
 		opts.Cluster = server.ClusterOpts{
-			Name: c.Name,
-			Host: c.Host,
-			Port: randomIfZero(c.Port),
+			Name:      c.Name,
+			Host:      c.Host,
+			Port:      randomIfZero(c.Port),
+			TLSConfig: c.TLS,
+		}
+		if cfg.Secret != "" {
+			opts.Cluster.Username, opts.Cluster.Password = RouteUser, cfg.Secret
 		}
 		if opts.Cluster.Name == "" {
 			opts.Cluster.Name = "presence"
@@ -98,7 +135,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		for _, r := range c.Routes {
 			u, err := url.Parse(r)
 			if err != nil {
-				return nil, fmt.Errorf("natsembed: route %q: %w", r, err)
+				// not %q of r nor err (which quotes r): it may hold a password
+				return nil, fmt.Errorf("natsembed: route %d of %d is not a URL", len(opts.Routes)+1, len(c.Routes))
+			}
+			if cfg.Secret != "" && u.User == nil {
+				u.User = url.UserPassword(RouteUser, cfg.Secret)
 			}
 			opts.Routes = append(opts.Routes, u)
 		}
