@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"golang.org/x/net/netutil"
 
 	"github.com/gopresence/presence"
@@ -43,6 +46,11 @@ type options struct {
 	natsClusterListen  string
 	natsRoutes         string
 	redisURL           string
+	clusterSecret      string
+	clusterSecretFile  string
+	routeTLSCert       string
+	routeTLSKey        string
+	routeTLSCA         string
 	namespace          string
 	broadcastPeriod    time.Duration
 	downPeriod         time.Duration
@@ -76,6 +84,9 @@ type options struct {
 	// onListen, when set (by tests), is called with the HTTP address once
 	// it listens.
 	onListen func(net.Addr)
+	// onEmbedded, when set (by tests), is called with the embedded NATS
+	// server once it runs.
+	onEmbedded func(*natsembed.Server)
 }
 
 // httpTimeouts are the http.Server's timeouts. WebSockets are hijacked
@@ -111,7 +122,7 @@ const minSecretLen = 32
 // other flags, setting one of them to "" (flag or environment) is an
 // error: an empty secret would otherwise mean "no secret", which for
 // --jwt-secret is dev mode, where anyone may claim any user id.
-var secretFlags = []string{"jwt-secret", "jwt-secret-file"}
+var secretFlags = []string{"jwt-secret", "jwt-secret-file", "cluster-secret", "cluster-secret-file"}
 
 // parse reads the flags, over the environment (lookup is os.LookupEnv:
 // "set but empty" must be told apart from "unset").
@@ -130,7 +141,12 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:0", "client address of the embedded NATS server (port 0: random)")
 	fs.StringVar(&o.natsClusterListen, "nats-cluster-listen", "", "route address of the embedded NATS server, to form a NATS cluster with other nodes (e.g. 127.0.0.1:6222)")
 	fs.StringVar(&o.natsRoutes, "nats-routes", "", "comma-separated route URLs of the other nodes' embedded NATS servers (nats-route://host:port)")
-	fs.StringVar(&o.redisURL, "redis-url", "", "replicate over Redis at this URL (redis://host:port/db)")
+	fs.StringVar(&o.redisURL, "redis-url", "", "replicate over Redis at this URL (redis://host:port/db; with a password: redis://:password@host:port/db, or rediss:// for TLS)")
+	fs.StringVar(&o.clusterSecret, "cluster-secret", "", "shared secret of the nodes' NATS: with --nats-embed the embedded server requires it of clients (token) and routes (password), and this node sends it; with --nats-url it is sent as the token. Prefer PRESENCE_CLUSTER_SECRET or --cluster-secret-file")
+	fs.StringVar(&o.clusterSecretFile, "cluster-secret-file", "", "read the cluster secret from this file (trailing newline trimmed), instead of --cluster-secret")
+	fs.StringVar(&o.routeTLSCert, "nats-route-tls-cert", "", "with --nats-embed: PEM certificate this node presents on NATS routes, accepted and dialed (needs --nats-route-tls-key and --nats-route-tls-ca)")
+	fs.StringVar(&o.routeTLSKey, "nats-route-tls-key", "", "PEM private key of --nats-route-tls-cert")
+	fs.StringVar(&o.routeTLSCA, "nats-route-tls-ca", "", "PEM CA certificates that route peers' certificates must chain to (routes are mutually authenticated)")
 	fs.StringVar(&o.namespace, "namespace", "presence", "prefix of the bus subjects/channels, so clusters can share a NATS or Redis")
 	fs.DurationVar(&o.broadcastPeriod, "broadcast-period", 1500*time.Millisecond, "heartbeat period")
 	fs.DurationVar(&o.downPeriod, "down-period", 0, "silence after which a peer is down and its presences leave (default 20 × broadcast period)")
@@ -190,6 +206,23 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	var err error
 	if o.jwtSecret, err = secret("jwt-secret", o.jwtSecret, o.jwtSecretFile, set); err != nil {
 		return nil, err
+	}
+	if o.clusterSecret, err = secret("cluster-secret", o.clusterSecret, o.clusterSecretFile, set); err != nil {
+		return nil, err
+	}
+	if o.clusterSecret != "" && !o.natsEmbed && o.natsURL == "" {
+		if o.redisURL != "" {
+			return nil, errors.New("--cluster-secret is for NATS; give Redis's password in --redis-url (redis://:password@host:port)")
+		}
+		return nil, errors.New("--cluster-secret needs --nats-embed or --nats-url")
+	}
+	if tlsSet := (o.routeTLSCert != "") || (o.routeTLSKey != "") || (o.routeTLSCA != ""); tlsSet {
+		if o.routeTLSCert == "" || o.routeTLSKey == "" || o.routeTLSCA == "" {
+			return nil, errors.New("route TLS needs all of --nats-route-tls-cert, --nats-route-tls-key and --nats-route-tls-ca")
+		}
+		if !o.natsEmbed || (o.natsClusterListen == "" && o.natsRoutes == "") {
+			return nil, errors.New("--nats-route-tls-* need --nats-embed with --nats-cluster-listen or --nats-routes")
+		}
 	}
 	if o.jwtSecret != "" && len(o.jwtSecret) < minSecretLen {
 		return nil, fmt.Errorf("the JWT secret is %d bytes; at least %d are required (e.g. openssl rand -base64 48)", len(o.jwtSecret), minSecretLen)
@@ -350,22 +383,41 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("--nats-listen: %v", err)
 		}
-		cfg := natsembed.Config{Host: host, Port: port, ServerName: o.node, Logger: log.With("component", "nats")}
+		cfg := natsembed.Config{Host: host, Port: port, ServerName: o.node, Logger: log.With("component", "nats"),
+			Secret: o.clusterSecret}
 		if o.natsClusterListen != "" || o.natsRoutes != "" {
 			ch, cp, err := splitHostPort(orDefault(o.natsClusterListen, host+":0"))
 			if err != nil {
 				return fmt.Errorf("--nats-cluster-listen: %v", err)
 			}
 			cfg.Cluster = &natsembed.Cluster{Host: ch, Port: cp, Routes: splitList(o.natsRoutes)}
+			if o.routeTLSCert != "" {
+				if cfg.Cluster.TLS, err = routeTLS(o.routeTLSCert, o.routeTLSKey, o.routeTLSCA); err != nil {
+					return err
+				}
+			}
 		}
 		embedded, err = natsembed.Start(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("embedded nats: %v", err)
 		}
 		defer embedded.Close()
-		log.Info("embedded NATS", "client", embedded.ClientURL(), "cluster", embedded.ClusterURL())
+		if o.onEmbedded != nil {
+			o.onEmbedded(embedded)
+		}
+		log.Info("embedded NATS", "client", embedded.ClientURL(), "cluster", embedded.ClusterURL(),
+			"authenticated", o.clusterSecret != "", "route_tls", cfg.Cluster != nil && cfg.Cluster.TLS != nil)
+		if o.clusterSecret == "" {
+			where := embedded.ClientURL()
+			if u := embedded.ClusterURL(); u != "" {
+				where += " and " + u
+			}
+			fmt.Fprintf(stderr, "%s: anyone who reaches %s can read and forge presence; set --cluster-secret\n", natsOpenWarning, where)
+			log.Warn(natsOpenWarning, "client", embedded.ClientURL(), "cluster", embedded.ClusterURL())
+		}
 		b, err := retryName(ctx, log, func() (pubsub.Bus, error) {
-			return natsbus.New(ctx, natsbus.Config{URL: embedded.ClientURL(), NodeName: o.node, Namespace: o.namespace, Logger: log})
+			return natsbus.New(ctx, natsbus.Config{URL: embedded.ClientURL(), NodeName: o.node, Namespace: o.namespace, Logger: log,
+				Options: natsAuth(o.clusterSecret)})
 		})
 		if err != nil {
 			return err
@@ -373,7 +425,8 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		bus = b
 	case o.natsURL != "":
 		b, err := retryName(ctx, log, func() (pubsub.Bus, error) {
-			return natsbus.New(ctx, natsbus.Config{URL: o.natsURL, NodeName: o.node, Namespace: o.namespace, Logger: log})
+			return natsbus.New(ctx, natsbus.Config{URL: o.natsURL, NodeName: o.node, Namespace: o.namespace, Logger: log,
+				Options: natsAuth(o.clusterSecret)})
 		})
 		if err != nil {
 			return err
@@ -513,6 +566,40 @@ func (o *options) phxConfig() phx.Config {
 		MaxTopicLen:         o.maxTopicLen,
 		TrustForwardedProto: o.trustForwardedProto,
 	}
+}
+
+// natsOpenWarning starts the warning printed when the embedded NATS runs
+// without a cluster secret.
+const natsOpenWarning = "WARNING: the embedded NATS is unauthenticated (no --cluster-secret)"
+
+// natsAuth are the nats.go options that send the cluster secret as the
+// token. Credentials in the URL itself (nats://token@host,
+// nats://user:password@host) take precedence with nats.go.
+func natsAuth(secret string) []nats.Option {
+	if secret == "" {
+		return nil
+	}
+	return []nats.Option{nats.Token(secret)}
+}
+
+// routeTLS is the TLS configuration of the embedded NATS's routes: the
+// same certificate serves both ends of a route, and peers must present one
+// signed by the CA, so only nodes holding such a certificate can join.
+func routeTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--nats-route-tls-cert/--nats-route-tls-key: %v", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--nats-route-tls-ca: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--nats-route-tls-ca: no PEM certificate in %s", caFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool,
+		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}, nil
 }
 
 // retryName joins the bus, waiting up to 10 s while our node name is still
