@@ -119,7 +119,7 @@ type Config struct {
 	// A frame that would take a non-empty queue past it closes the
 	// connection as a slow consumer (WebSocket close 1008); a single frame
 	// larger than the bound still goes out when nothing else waits.
-	// Default 8 MiB.
+	// Default 8 MiB; at most 1 GiB.
 	MaxQueueBytes int64
 
 	// MaxConnsPerIP bounds the live connections (WebSockets and long-poll
@@ -150,6 +150,10 @@ type Config struct {
 	// closed connections). Nil discards.
 	Logger *slog.Logger
 }
+
+// maxQueueBytes caps Config.MaxQueueBytes (a connection counts its queue
+// in 32 bits).
+const maxQueueBytes = 1 << 30
 
 // Route maps a topic pattern to a channel.
 type Route struct {
@@ -254,6 +258,7 @@ func (c *Config) withDefaults() Config {
 	if d.MaxQueueBytes <= 0 {
 		d.MaxQueueBytes = DefaultMaxQueueBytes
 	}
+	d.MaxQueueBytes = min(d.MaxQueueBytes, maxQueueBytes)
 	if d.MaxConnsPerIP == 0 {
 		d.MaxConnsPerIP = DefaultMaxConnsPerIP
 	}

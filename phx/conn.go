@@ -41,8 +41,7 @@ type conn struct {
 	ctx       context.Context // cancelled when the connection ends
 	cancel    context.CancelFunc
 	log       *slog.Logger
-	peer      string // the client's address (for logs)
-	ip        string // the client's IP, counted by Server.reserve ("" if not)
+	peer      string // the client's address (logs; the per-IP count: peerIP)
 	expiry    *time.Timer
 
 	// hmu serialises frame handling and channel termination: channels and
@@ -57,8 +56,8 @@ type conn struct {
 	mu          sync.Mutex
 	queue       []frame
 	qp          *[]frame      // the pool's holder of queue's array (see recycle)
-	queued      int64         // bytes in queue (frame.size)
-	inflight    int64         // bytes a writer goroutine is writing
+	queued      int32         // bytes in queue (frame.size); int32 keeps conn in a smaller size class
+	inflight    int32         // bytes a writer goroutine is writing
 	notify      chan struct{} // cap 1: queue non-empty or closing
 	closing     bool
 	closeCode   int
@@ -113,7 +112,7 @@ func newConn(srv *Server, transport string, ser serializer, ident Identity) *con
 // waitingLocked is the bytes not yet handed to the socket: queued, cut by
 // a direct write, or being written. c.mu must be held.
 func (c *conn) waitingLocked() int64 {
-	return c.queued + int64(len(c.partial)) + c.inflight
+	return int64(c.queued) + int64(len(c.partial)) + int64(c.inflight)
 }
 
 // fitsLocked reports whether n more bytes stay within MaxQueueBytes. A
@@ -289,7 +288,7 @@ func (c *conn) enqueueLocked(f frame) bool {
 		c.queue = (*c.qp)[:0]
 	}
 	c.queue = append(c.queue, f)
-	c.queued += n
+	c.queued += int32(n)
 	c.signal()
 	return true
 }
@@ -313,7 +312,7 @@ func (c *conn) dropLocked(s *Socket) {
 	k := 0
 	for _, f := range c.queue {
 		if f.sock == s {
-			c.queued -= f.size()
+			c.queued -= int32(f.size())
 			continue
 		}
 		c.queue[k] = f

@@ -34,9 +34,9 @@ func (g *gorillaConn) Read(b []byte) (int, error) {
 // whose payload is a single byte (gorilla treats it as a close without a
 // status, RFC 6455 makes it a protocol error).
 type frameScan struct {
-	hdr       [14]byte
-	n         int    // header bytes seen of the current frame
-	skip      uint64 // payload bytes left of the current frame
+	skip      uint64   // bytes left of the current frame's mask key and payload
+	hdr       [10]byte // its first bytes: opcode, length, extended length
+	n         uint8    // of hdr seen
 	closeSeen bool
 	badClose  bool // the first close frame had a one-byte payload
 }
@@ -56,24 +56,13 @@ func (f *frameScan) scan(b []byte) {
 			continue
 		}
 		l7 := f.hdr[1] & 0x7f
-		need := 2
-		switch l7 {
-		case 126:
-			need += 2
-		case 127:
-			need += 8
-		}
-		if f.hdr[1]&0x80 != 0 {
-			need += 4
-		}
-		if f.n < need {
-			continue
-		}
 		plen := uint64(l7)
-		switch l7 {
-		case 126:
+		switch {
+		case l7 == 126 && f.n < 4, l7 == 127 && f.n < 10:
+			continue
+		case l7 == 126:
 			plen = uint64(f.hdr[2])<<8 | uint64(f.hdr[3])
-		case 127:
+		case l7 == 127:
 			plen = 0
 			for _, x := range f.hdr[2:10] {
 				plen = plen<<8 | uint64(x)
@@ -81,6 +70,9 @@ func (f *frameScan) scan(b []byte) {
 		}
 		if f.hdr[0]&0x0f == opClose && !f.closeSeen {
 			f.closeSeen, f.badClose = true, plen == 1
+		}
+		if f.hdr[1]&0x80 != 0 {
+			plen += 4 // the mask key
 		}
 		f.n, f.skip = 0, plen
 	}

@@ -171,7 +171,7 @@ func (t *lpTransport) get(w http.ResponseWriter, r *http.Request) {
 		writeLP(w, lpBody{Status: http.StatusTooManyRequests})
 		return
 	}
-	sess, err := t.newSession(ser, ident, r.RemoteAddr, ip)
+	sess, err := t.newSession(ser, ident, r.RemoteAddr)
 	if err != nil {
 		s.release(ip, ident.ID)
 		writeLP(w, lpBody{Status: http.StatusForbidden})
@@ -188,13 +188,13 @@ func newToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-func (t *lpTransport) newSession(ser serializer, ident Identity, peer, ip string) (*lpSession, error) {
+func (t *lpTransport) newSession(ser serializer, ident Identity, peer string) (*lpSession, error) {
 	tok, err := newToken()
 	if err != nil {
 		return nil, err
 	}
 	c := newConn(t.srv, transportLongPoll, ser, ident)
-	c.peer, c.ip = peer, ip
+	c.peer = peer
 	sess := &lpSession{t: t, token: tok, c: c, lastPoll: time.Now()}
 	c.kick = func() {
 		t.wg.Add(1)

@@ -117,7 +117,7 @@ func (s *Server) unregister(c *conn) {
 	_, ok := s.conns[c]
 	delete(s.conns, c)
 	if ok {
-		s.releaseLocked(c.ip, c.ident.ID)
+		s.releaseLocked(peerIP(c.peer), c.ident.ID)
 	}
 	s.cmu.Unlock()
 	if ok {

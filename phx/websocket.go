@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -165,7 +166,7 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 	// WriteTimeout) must not outlive it: the connection sets its own.
 	nc.SetDeadline(time.Time{})
 	c := newConn(s, transportWebSocket, ser, ident)
-	c.peer, c.ip = r.RemoteAddr, ip
+	c.peer = r.RemoteAddr
 	c.abort = func() { nc.Close() }
 	if !s.register(c) {
 		s.release(ip, ident.ID)
@@ -185,7 +186,6 @@ type wsConn struct {
 	c       *conn
 	ws      *websocket.Conn // reads
 	nc      net.Conn        // the socket, for writes and the close
-	gc      *gorillaConn    // the socket as gorilla reads it
 	writers sync.WaitGroup  // the goroutine writing, if any (see conn.writers)
 }
 
@@ -197,7 +197,7 @@ const closeGrace = 2 * time.Second
 // its reader goroutines returns (see readLoop).
 func (t *wsTransport) run(c *conn, ws *websocket.Conn, gc *gorillaConn) {
 	nc := gc.Conn
-	wc := &wsConn{c: c, ws: ws, nc: nc, gc: gc}
+	wc := &wsConn{c: c, ws: ws, nc: nc}
 	c.mu.Lock()
 	c.spawn = func() {
 		wc.writers.Add(1)
@@ -430,7 +430,7 @@ func (wc *wsConn) writer() {
 			out.addFrame(frame{ctl: opClose, data: closePayload(code, reason)})
 		}
 		// What is being written still counts against MaxQueueBytes.
-		c.inflight = out.n
+		c.inflight = int32(min(out.n, math.MaxInt32))
 		c.mu.Unlock()
 		if out.n > 0 {
 			wrote = true
