@@ -77,6 +77,17 @@ type options struct {
 	longPollMaxBody     int64
 	trustForwardedProto bool
 
+	// limits of presencechannel.Config
+	jwtRequireExp     bool
+	maxMetaBytes      int
+	maxMetasPerKey    int
+	maxKeyLen         int
+	maxBroadcastBytes int
+	broadcastRate     float64
+	broadcastBurst    int
+	updateRate        float64
+	updateBurst       int
+
 	// http are the HTTP server's timeouts: not flags, but fields, so that
 	// tests can shorten them.
 	http httpTimeouts
@@ -113,10 +124,6 @@ const (
 )
 
 func defaultMaxConnections() int { return max(openFileLimit()-fdReserve, minConnectionsFlag) }
-
-// minSecretLen is the shortest JWT secret accepted: HS256 keys shorter than
-// the hash (32 bytes) make guessing the key easier than forging a signature.
-const minSecretLen = 32
 
 // secretFlags are the flags that hold a secret or name its file. Unlike the
 // other flags, setting one of them to "" (flag or environment) is an
@@ -156,6 +163,7 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.IntVar(&o.poolSize, "pool-size", 1, "tracker shards per node; must be equal on every node")
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret (at least 32 bytes): sockets must send a JWT as param token, sub = user key, optional topics claim. Without it, dev mode takes the key from param user_id. Visible in the process list: prefer PRESENCE_JWT_SECRET or --jwt-secret-file")
 	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "read the HS256 secret from this file (trailing newline trimmed), instead of --jwt-secret")
+	fs.BoolVar(&o.jwtRequireExp, "jwt-require-exp", false, "refuse tokens without an exp claim (a token that never expires cannot be withdrawn short of changing the secret)")
 	fs.BoolVar(&o.insecure, "insecure", false, "allow dev mode (no --jwt-secret) on a non-loopback address")
 	fs.StringVar(&o.origins, "origins", "", "comma-separated allowed Origins for sockets (e.g. https://app.example.com, //*.example.com, *); default: same origin")
 	fs.StringVar(&o.topics, "topics", "room:*", "comma-separated topic patterns the built-in channel serves")
@@ -169,6 +177,14 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.IntVar(&o.maxTopicLen, "max-topic-len", phx.DefaultMaxTopicLen, "longest topic in bytes; a join of a longer one is refused (invalid topic)")
 	fs.Int64Var(&o.longPollMaxBody, "longpoll-max-body", phx.DefaultLongPollMaxBody, "largest long-poll POST body in bytes; a larger one gets 413")
 	fs.BoolVar(&o.trustForwardedProto, "trust-forwarded-proto", false, "take the scheme of the same-origin check from X-Forwarded-Proto or Forwarded, as set by a TLS-terminating proxy; only when clients can reach this node through that proxy alone")
+	fs.IntVar(&o.maxMetaBytes, "max-meta-bytes", presencechannel.DefaultMaxMetaBytes, "largest meta of a join, presence:track or presence:update in bytes; a larger one is refused (meta too large); negative: no limit")
+	fs.IntVar(&o.maxMetasPerKey, "max-metas-per-key", presencechannel.DefaultMaxMetasPerKey, "most metas (tracked connections) of one key in one topic, cluster-wide; one more is refused; negative: no limit")
+	fs.IntVar(&o.maxKeyLen, "max-key-len", presencechannel.DefaultMaxKeyLen, "longest presence key (user id, JWT sub) in bytes; a longer one is refused at connect; negative: no limit")
+	fs.IntVar(&o.maxBroadcastBytes, "max-broadcast-bytes", presencechannel.DefaultMaxBroadcastBytes, "largest client broadcast payload in bytes; a larger one is refused and not relayed; negative: no limit")
+	fs.Float64Var(&o.broadcastRate, "broadcast-rate", presencechannel.DefaultBroadcastRate, "client broadcast events per second per connection (token bucket with --broadcast-burst); over it: refused (rate limited), not relayed; negative: no limit. Not --broadcast-period, the nodes' heartbeat")
+	fs.IntVar(&o.broadcastBurst, "broadcast-burst", presencechannel.DefaultBroadcastBurst, "burst of --broadcast-rate")
+	fs.Float64Var(&o.updateRate, "update-rate", presencechannel.DefaultUpdateRate, "presence:update, presence:track and presence:untrack per second per connection (token bucket with --update-burst); over it: refused (rate limited); negative: no limit")
+	fs.IntVar(&o.updateBurst, "update-burst", presencechannel.DefaultUpdateBurst, "burst of --update-rate")
 	fs.IntVar(&o.maxConnections, "max-connections", defaultMaxConnections(), fmt.Sprintf("most TCP connections the HTTP listener holds at once (WebSockets, long-polls, health checks); more wait in the kernel's backlog (default: the soft open-file limit − %d, at least %d)", fdReserve, minConnectionsFlag))
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: presenced [flags]\n\nA Presence node: Phoenix channels + replicated presence. Every flag can also be set\nwith the environment variable PRESENCE_<FLAG> (upper case, - as _), e.g. PRESENCE_NATS_URL.\n\nFlags:\n")
@@ -224,8 +240,10 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 			return nil, errors.New("--nats-route-tls-* need --nats-embed with --nats-cluster-listen or --nats-routes")
 		}
 	}
-	if o.jwtSecret != "" && len(o.jwtSecret) < minSecretLen {
-		return nil, fmt.Errorf("the JWT secret is %d bytes; at least %d are required (e.g. openssl rand -base64 48)", len(o.jwtSecret), minSecretLen)
+	// presencechannel refuses it too; here the error can say where it came from
+	if n := len(o.jwtSecret); n > 0 && n < presencechannel.MinSecretLen {
+		return nil, fmt.Errorf("the JWT secret (%s) is %d bytes; at least %d are required (e.g. openssl rand -base64 48)",
+			orDefault(set["jwt-secret"], set["jwt-secret-file"]), n, presencechannel.MinSecretLen)
 	}
 	n := 0
 	for _, b := range []bool{o.natsURL != "", o.natsEmbed, o.redisURL != ""} {
@@ -242,7 +260,14 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 			return nil, fmt.Errorf("--%s must be positive", name)
 		}
 	}
-	for name, v := range map[string]int{"max-conns-per-ip": o.maxConnsPerIP, "max-conns-per-user": o.maxConnsPerUser} {
+	for name, v := range map[string]int64{"broadcast-burst": int64(o.broadcastBurst), "update-burst": int64(o.updateBurst)} {
+		if v <= 0 {
+			return nil, fmt.Errorf("--%s must be positive", name)
+		}
+	}
+	for name, v := range map[string]float64{"max-conns-per-ip": float64(o.maxConnsPerIP), "max-conns-per-user": float64(o.maxConnsPerUser),
+		"max-meta-bytes": float64(o.maxMetaBytes), "max-metas-per-key": float64(o.maxMetasPerKey), "max-key-len": float64(o.maxKeyLen),
+		"max-broadcast-bytes": float64(o.maxBroadcastBytes), "broadcast-rate": o.broadcastRate, "update-rate": o.updateRate} {
 		if v == 0 {
 			return nil, fmt.Errorf("--%s must be positive, or negative for no limit", name)
 		}
@@ -459,8 +484,9 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	var ready atomic.Bool
 	ready.Store(true)
 
-	ch, err := presencechannel.New(presencechannel.Config{Presence: p, Topics: splitList(o.topics),
-		Secret: []byte(o.jwtSecret), Logger: log})
+	ccfg := o.channelConfig()
+	ccfg.Presence, ccfg.Logger = p, log
+	ch, err := presencechannel.New(ccfg)
 	if err != nil {
 		return err
 	}
@@ -600,6 +626,24 @@ func routeTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool,
 		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}, nil
+}
+
+// channelConfig is the presence channel's configuration, less the
+// presence set and the logger.
+func (o *options) channelConfig() presencechannel.Config {
+	return presencechannel.Config{
+		Topics:            splitList(o.topics),
+		Secret:            []byte(o.jwtSecret),
+		RequireExp:        o.jwtRequireExp,
+		MaxKeyLen:         o.maxKeyLen,
+		MaxMetaBytes:      o.maxMetaBytes,
+		MaxMetasPerKey:    o.maxMetasPerKey,
+		MaxBroadcastBytes: o.maxBroadcastBytes,
+		BroadcastRate:     o.broadcastRate,
+		BroadcastBurst:    o.broadcastBurst,
+		UpdateRate:        o.updateRate,
+		UpdateBurst:       o.updateBurst,
+	}
 }
 
 // retryName joins the bus, waiting up to 10 s while our node name is still

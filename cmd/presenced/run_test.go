@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +22,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/gopresence/presence/phx"
+	"github.com/gopresence/presence/phx/presencechannel"
 	"github.com/gopresence/presence/web"
 )
 
@@ -477,4 +483,86 @@ func TestDemoFlag(t *testing.T) {
 	if resp := get(n, "/"); resp.StatusCode != 404 {
 		t.Errorf("PRESENCE_DEMO=false: GET /: %d", resp.StatusCode)
 	}
+}
+
+// The presence channel's limit flags default to presencechannel's defaults,
+// say so in --help, and reach presencechannel.Config.
+func TestChannelLimitFlags(t *testing.T) {
+	o, err := parse(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := o.channelConfig()
+	want := presencechannel.Config{Topics: []string{"room:*"}, Secret: []byte{}, MaxKeyLen: presencechannel.DefaultMaxKeyLen,
+		MaxMetaBytes: presencechannel.DefaultMaxMetaBytes, MaxMetasPerKey: presencechannel.DefaultMaxMetasPerKey,
+		MaxBroadcastBytes: presencechannel.DefaultMaxBroadcastBytes, BroadcastRate: presencechannel.DefaultBroadcastRate,
+		BroadcastBurst: presencechannel.DefaultBroadcastBurst, UpdateRate: presencechannel.DefaultUpdateRate,
+		UpdateBurst: presencechannel.DefaultUpdateBurst}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
+	}
+	o, err = parse([]string{"--jwt-secret", secret32, "--jwt-require-exp", "--max-meta-bytes", "100", "--max-metas-per-key", "-1",
+		"--max-key-len", "20", "--max-broadcast-bytes", "300", "--broadcast-rate", "0.5", "--broadcast-burst", "2",
+		"--update-rate", "-1", "--update-burst", "3", "--topics", "chat:*"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = o.channelConfig()
+	want = presencechannel.Config{Topics: []string{"chat:*"}, Secret: []byte(secret32), RequireExp: true, MaxKeyLen: 20,
+		MaxMetaBytes: 100, MaxMetasPerKey: -1, MaxBroadcastBytes: 300, BroadcastRate: 0.5, BroadcastBurst: 2,
+		UpdateRate: -1, UpdateBurst: 3}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("set:\n got %+v\nwant %+v", got, want)
+	}
+	for _, bad := range [][]string{{"--max-meta-bytes", "0"}, {"--max-metas-per-key", "0"}, {"--max-key-len", "0"},
+		{"--max-broadcast-bytes", "0"}, {"--broadcast-rate", "0"}, {"--update-rate", "0"}, {"--broadcast-burst", "0"},
+		{"--update-burst", "-2"}} {
+		if _, err := parse(bad, env(nil), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	var help bytes.Buffer
+	parse([]string{"--help"}, env(nil), &help)
+	for flag, def := range map[string]any{"max-meta-bytes": presencechannel.DefaultMaxMetaBytes,
+		"max-metas-per-key": presencechannel.DefaultMaxMetasPerKey, "max-key-len": presencechannel.DefaultMaxKeyLen,
+		"max-broadcast-bytes": presencechannel.DefaultMaxBroadcastBytes, "broadcast-rate": presencechannel.DefaultBroadcastRate,
+		"broadcast-burst": presencechannel.DefaultBroadcastBurst, "update-rate": presencechannel.DefaultUpdateRate,
+		"update-burst": presencechannel.DefaultUpdateBurst} {
+		if !strings.Contains(helpOf(help.String(), flag), fmt.Sprintf("(default %v)", def)) {
+			t.Errorf("--help does not give --%s with its default %v", flag, def)
+		}
+	}
+	if helpOf(help.String(), "jwt-require-exp") == "" {
+		t.Error("--help does not mention --jwt-require-exp")
+	}
+}
+
+// --jwt-require-exp refuses a token without exp; one with exp is accepted.
+func TestJWTRequireExp(t *testing.T) {
+	n := startNode(t, []string{"--jwt-secret", secret32, "--jwt-require-exp"}, nil, nil)
+	dial := func(claims string) error {
+		tok := hs256(t, secret32, claims)
+		ws, resp, err := websocket.DefaultDialer.Dial("ws://"+n.addr+"/socket/websocket?vsn=2.0.0&token="+tok, nil)
+		if err == nil {
+			ws.Close()
+			return nil
+		}
+		return fmt.Errorf("%v (%v)", err, resp)
+	}
+	if err := dial(fmt.Sprintf(`{"sub":"alice","exp":%d}`, time.Now().Add(time.Hour).Unix())); err != nil {
+		t.Fatalf("a token with exp: %v", err)
+	}
+	if err := dial(`{"sub":"alice"}`); err == nil {
+		t.Fatal("a token without exp accepted under --jwt-require-exp")
+	}
+}
+
+// hs256 signs claims (JSON) under secret.
+func hs256(t *testing.T, secret, claims string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	msg := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(claims))
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(msg))
+	return msg + "." + enc.EncodeToString(mac.Sum(nil))
 }
