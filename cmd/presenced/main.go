@@ -8,6 +8,10 @@
 // Alone it runs on an in-process bus. --nats-url joins an external NATS,
 // --nats-embed runs NATS inside the node (nodes route to each other with
 // --nats-cluster-listen and --nats-routes), --redis-url uses Redis.
+//
+// Without --jwt-secret it runs in dev mode, user ids taken on trust, on
+// loopback only; --cluster-secret authenticates the nodes' NATS. README.md
+// ("Security") lists what presenced enforces and what the deployment must.
 package main
 
 import (
