@@ -4,8 +4,8 @@ run:
 	go run ./cmd/presenced
 test:
 	go test ./...
-race:
-	go test -race -count=1 ./...
+race: # the whole suite, as CI runs it
+	./test.sh
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
 fuzz:

@@ -3,11 +3,12 @@ package web
 import (
 	"context"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gopresence/presence/internal/testenv"
 )
 
 func TestSecurityHeaders(t *testing.T) {
@@ -50,13 +51,7 @@ func TestPageHasNothingInline(t *testing.T) {
 // app.test.mjs runs app.js on a fake DOM, with users named after
 // Object.prototype's properties.
 func TestAppJS(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("PRESENCE_REQUIRE_ALL") == "1" {
-			t.Fatal("node not found in PATH (required: PRESENCE_REQUIRE_ALL=1)")
-		}
-		t.Skip("node not found in PATH: app.test.mjs needs Node.js 20+")
-	}
+	node := testenv.LookPath(t, "node", "app.test.mjs needs Node.js 20+")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, node, "--test", "--test-timeout=30000", "app.test.mjs").CombinedOutput()

@@ -13,19 +13,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gopresence/presence/internal/testenv"
 )
 
 // startRedis starts a redis-server on a free loopback port that requires
 // password, and returns its port. It is killed at cleanup.
 func startRedis(t *testing.T, password string) int {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("PRESENCE_REQUIRE_ALL") == "1" {
-			t.Fatal("redis-server not in PATH (required: PRESENCE_REQUIRE_ALL=1)")
-		}
-		t.Skip("redis-server not in PATH (install it with: apt-get install -y redis-server)")
-	}
+	path := testenv.LookPath(t, "redis-server", "apt-get install -y redis-server")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/gopresence/presence/internal/testenv"
 )
 
 // redisServer is a redis-server process started for a test.
@@ -23,15 +25,7 @@ type redisServer struct {
 // it is missing (fails instead when PRESENCE_REQUIRE_ALL=1).
 func requireRedis(t testing.TB) string {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server not in PATH (install it with: apt-get install -y redis-server)"
-		if os.Getenv("PRESENCE_REQUIRE_ALL") == "1" {
-			t.Fatal(msg + "; PRESENCE_REQUIRE_ALL=1 requires it")
-		}
-		t.Skip(msg)
-	}
-	return path
+	return testenv.LookPath(t, "redis-server", "apt-get install -y redis-server")
 }
 
 func freePort(t testing.TB) int {

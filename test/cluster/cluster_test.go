@@ -2,11 +2,12 @@ package cluster
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gopresence/presence/internal/testenv"
 )
 
 // The scenarios every bus must pass, on three nodes n1, n2, n3 whose bus
@@ -88,14 +89,7 @@ func crashRestartTerm(t *testing.T, r *rig) {
 }
 
 func requireOrSkip(t *testing.T, tool string) string {
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("PRESENCE_REQUIRE_ALL") != "" {
-			t.Fatalf("%s not found and PRESENCE_REQUIRE_ALL is set", tool)
-		}
-		t.Skipf("%s not found (install it, e.g. apt-get install -y redis-server)", tool)
-	}
-	return p
+	return testenv.LookPath(t, tool, "apt-get install -y "+tool)
 }
 
 // Three nodes over one NATS server embedded in n1; n2 and n3 reach it

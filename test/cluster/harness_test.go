@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopresence/presence/internal/testenv"
 	"github.com/gorilla/websocket"
 )
 
@@ -36,6 +37,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	testenv.Report()
 	os.Exit(code)
 }
 

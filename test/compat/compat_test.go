@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gopresence/presence/internal/testenv"
 )
 
 // Bounds of every wait in the harness.
@@ -43,20 +45,16 @@ func TestMain(m *testing.M) {
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
+	testenv.Report()
 	os.Exit(code)
 }
 
 // need skips t with msg when ok is false, or fails it under
-// PRESENCE_REQUIRE_ALL=1 (CI), where every integration test must run.
+// PRESENCE_REQUIRE_ALL=1 (the README's test command), where every
+// integration test must run.
 func need(t *testing.T, ok bool, msg string) {
 	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("PRESENCE_REQUIRE_ALL") == "1" {
-		t.Fatalf("%s (required: PRESENCE_REQUIRE_ALL=1)", msg)
-	}
-	t.Skip(msg)
+	testenv.Need(t, ok, msg)
 }
 
 // requireNode returns the node binary, after checking that the npm

@@ -17,7 +17,8 @@
 //
 // Requirements: node and test/compat/node_modules (`cd test/compat && npm
 // ci`), and /usr/bin/chromium for the demo page test. Missing ones skip
-// their tests, unless PRESENCE_REQUIRE_ALL=1 (CI), which makes them fail.
+// their tests, unless PRESENCE_REQUIRE_ALL=1, which makes them fail; the
+// repository's ./test.sh installs them and sets it.
 // Browser screenshots go to test/compat/out/ (git-ignored), or to
 // $PRESENCE_COMPAT_OUT.
 package compat
