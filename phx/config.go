@@ -55,11 +55,17 @@ type Config struct {
 	// "https://host:port", "//host" (any scheme and port), "//*.host"
 	// (host and its subdomains); an entry with a scheme but no port allows
 	// only that scheme's default port. The single entry "*" allows every
-	// origin. Empty (default): same origin only — the Origin's scheme, host
-	// and port must equal the request's own (Phoenix's check_origin: :conn).
+	// origin, "null" included. Empty (default): same origin only — the
+	// Origin's scheme, host and port must equal the request's own
+	// (Phoenix's check_origin: :conn).
 	// Phoenix's default (`true`: compare the host with the endpoint's
 	// configured host, "localhost" unless set) is the list "//localhost".
 	AllowedOrigins []string
+
+	// OriginHint is added to the warning logged for a refused origin: how
+	// the operator allows it (presenced names its --origins flag). Default
+	// "see Config.AllowedOrigins".
+	OriginHint string
 
 	// CheckOrigin, if set, replaces AllowedOrigins: it is called for every
 	// request that has an Origin header, with that header parsed.
@@ -254,6 +260,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.LongPollMaxBody <= 0 {
 		d.LongPollMaxBody = DefaultLongPollMaxBody
+	}
+	if d.OriginHint == "" {
+		d.OriginHint = "see Config.AllowedOrigins"
 	}
 	if d.MaxQueueBytes <= 0 {
 		d.MaxQueueBytes = DefaultMaxQueueBytes

@@ -102,7 +102,7 @@ func (t *lpTransport) serve(w http.ResponseWriter, r *http.Request) {
 	s := t.srv
 	// The origin check runs before method dispatch (spec §10.2).
 	if !s.allowOrigin(r, t.origins) {
-		s.log.Warn("phx: long-poll origin refused (see Config.AllowedOrigins)", "peer", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+		s.log.Warn("phx: long-poll origin refused", "peer", r.RemoteAddr, "origin", r.Header.Get("Origin"), "allow", s.cfg.OriginHint)
 		writeLP(w, lpBody{Status: http.StatusForbidden})
 		return
 	}

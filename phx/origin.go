@@ -109,11 +109,11 @@ func (s *Server) allowOrigin(r *http.Request, p originPolicy) bool {
 		}
 		return s.cfg.CheckOrigin(r, u)
 	}
+	if p.any {
+		return true // "*" is every origin, "null" (file:// pages, sandboxes) included
+	}
 	if !ok {
 		return false
-	}
-	if p.any {
-		return true
 	}
 	if p.rules == nil {
 		// Same origin as the request (check_origin: :conn).

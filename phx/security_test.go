@@ -518,3 +518,18 @@ func TestLongPollBigAnswer(t *testing.T) {
 		t.Fatalf("poll: %d messages, %d bytes", len(ms), len(r.rawBody))
 	}
 }
+
+// "*" allows every origin, "null" (a file:// page) included; a refused
+// origin is logged with how to allow it.
+func TestOriginStarAllowsNull(t *testing.T) {
+	lc := &logCapture{}
+	e := newEnv(t, func(c *Config) { c.AllowedOrigins = []string{"*"} })
+	if _, resp, err := e.tryDial("2.0.0", http.Header{"Origin": {"null"}}); err != nil {
+		t.Fatalf("Origin: null with \"*\": %v %v", err, resp)
+	}
+	d := newEnv(t, func(c *Config) { c.Logger = lc.logger(); c.OriginHint = "use --origins" })
+	if _, resp, err := d.tryDial("2.0.0", http.Header{"Origin": {"http://localhost:5173"}}); err == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross origin allowed by default: %v", err)
+	}
+	lc.waitLine(t, "origin refused", "origin=http://localhost:5173", `allow="use --origins"`)
+}

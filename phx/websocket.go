@@ -114,7 +114,7 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.allowOrigin(r, t.origins) {
-		s.log.Warn("phx: WebSocket origin refused (see Config.AllowedOrigins)", "peer", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+		s.log.Warn("phx: WebSocket origin refused", "peer", r.RemoteAddr, "origin", r.Header.Get("Origin"), "allow", s.cfg.OriginHint)
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}

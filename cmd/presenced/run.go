@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -165,7 +166,7 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "read the HS256 secret from this file (trailing newline trimmed), instead of --jwt-secret")
 	fs.BoolVar(&o.jwtRequireExp, "jwt-require-exp", false, "refuse tokens without an exp claim (a token that never expires cannot be withdrawn short of changing the secret)")
 	fs.BoolVar(&o.insecure, "insecure", false, "allow dev mode (no --jwt-secret) on a non-loopback address")
-	fs.StringVar(&o.origins, "origins", "", "comma-separated allowed Origins for sockets (e.g. https://app.example.com, //*.example.com, *); default: same origin")
+	fs.StringVar(&o.origins, "origins", "", "comma-separated Origins whose pages may open sockets (https://app.example.com, //*.example.com, or * for every origin, null included); default: same origin, plus pages on any loopback origin in dev mode on a loopback --listen")
 	fs.StringVar(&o.topics, "topics", "room:*", "comma-separated topic patterns the built-in channel serves")
 	fs.BoolVar(&o.longPoll, "longpoll", true, "serve the long-poll transport (phoenix.js's fallback)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
@@ -402,6 +403,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	// the bus
 	var bus pubsub.Bus
 	var embedded *natsembed.Server
+	busDesc := "in-process (one node)"
 	switch {
 	case o.natsEmbed:
 		host, port, err := splitHostPort(o.natsListen)
@@ -448,6 +450,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			return err
 		}
 		bus = b
+		busDesc = "embedded NATS " + embedded.ClientURL()
 	case o.natsURL != "":
 		b, err := retryName(ctx, log, func() (pubsub.Bus, error) {
 			return natsbus.New(ctx, natsbus.Config{URL: o.natsURL, NodeName: o.node, Namespace: o.namespace, Logger: log,
@@ -457,6 +460,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			return err
 		}
 		bus = b
+		busDesc = "NATS " + redactURLs(o.natsURL)
 	case o.redisURL != "":
 		b, err := retryName(ctx, log, func() (pubsub.Bus, error) {
 			return redisbus.New(ctx, redisbus.Config{URL: o.redisURL, NodeName: o.node, Namespace: o.namespace, Logger: log})
@@ -465,6 +469,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			return err
 		}
 		bus = b
+		busDesc = "Redis " + redactURLs(o.redisURL)
 	default:
 		bus = membus.New(o.node)
 	}
@@ -551,7 +556,16 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if o.onListen != nil {
 		o.onListen(ln.Addr())
 	}
-	fmt.Fprintf(stdout, "presenced: node %s listening on http://%s (demo page at /)\n", o.node, ln.Addr())
+	identity := "JWT (HS256, param token)"
+	if o.jwtSecret == "" {
+		identity = "dev mode (param user_id, on trust)"
+	}
+	demo := " (demo page at /)"
+	if !o.demo {
+		demo = ""
+	}
+	fmt.Fprintf(stdout, "presenced: node %s listening on http://%s%s; bus: %s; identity: %s; origins: %s\n",
+		o.node, ln.Addr(), demo, busDesc, identity, o.originsDesc())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 
@@ -579,11 +593,56 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	return err
 }
 
+// loopbackOrigins are the origins a dev-mode node on a loopback address
+// accepts without --origins: a page on any local port (a Vite or webpack
+// dev server, a page on localhost talking to 127.0.0.1) just works, while
+// pages of other sites are still refused.
+var loopbackOrigins = []string{"//localhost", "//127.0.0.1", "//[::1]"}
+
+// allowedOrigins is --origins, or loopbackOrigins in dev mode on a
+// loopback listener.
+func (o *options) allowedOrigins() []string {
+	if o.origins == "" && o.jwtSecret == "" && isLoopback(o.listen) {
+		return loopbackOrigins
+	}
+	return splitList(o.origins)
+}
+
+// originsDesc says which pages may open sockets, for the startup line.
+func (o *options) originsDesc() string {
+	switch list := o.allowedOrigins(); {
+	case len(list) == 0:
+		return "same origin only (--origins to allow others)"
+	case o.origins == "":
+		return "pages on localhost, 127.0.0.1 and [::1], any port (dev mode; --origins to allow others)"
+	default:
+		return strings.Join(list, ", ")
+	}
+}
+
+// originHint is what the log of a refused origin says to do.
+const originHint = "list it in --origins (comma-separated; '*' allows every origin, null included)"
+
+// redactURLs hides the passwords of a comma-separated list of URLs.
+func redactURLs(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil {
+			if _, hasPassword := u.User.Password(); u.User != nil && !hasPassword {
+				u.User = url.User("xxxxx") // a NATS token in the user part
+			}
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 // phxConfig is the socket server's configuration, less what comes from
 // the running node (channels, Connect, the logger).
 func (o *options) phxConfig() phx.Config {
 	return phx.Config{
-		AllowedOrigins:      splitList(o.origins),
+		AllowedOrigins:      o.allowedOrigins(),
+		OriginHint:          originHint,
 		LongPoll:            o.longPoll,
 		LongPollMaxBody:     o.longPollMaxBody,
 		MaxQueueBytes:       o.maxQueueBytes,

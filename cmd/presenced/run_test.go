@@ -417,7 +417,8 @@ func TestPhxLimitFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := o.phxConfig()
-	want := phx.Config{LongPoll: true, LongPollMaxBody: phx.DefaultLongPollMaxBody, MaxQueueBytes: phx.DefaultMaxQueueBytes,
+	want := phx.Config{AllowedOrigins: loopbackOrigins, OriginHint: originHint,
+		LongPoll: true, LongPollMaxBody: phx.DefaultLongPollMaxBody, MaxQueueBytes: phx.DefaultMaxQueueBytes,
 		MaxConnsPerIP: phx.DefaultMaxConnsPerIP, MaxConnsPerID: phx.DefaultMaxConnsPerID, MaxTopicLen: phx.DefaultMaxTopicLen}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -429,7 +430,8 @@ func TestPhxLimitFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = o.phxConfig()
-	want = phx.Config{AllowedOrigins: []string{"https://a.example", "//b.example"}, LongPollMaxBody: 5000, MaxQueueBytes: 1000,
+	want = phx.Config{AllowedOrigins: []string{"https://a.example", "//b.example"}, OriginHint: originHint,
+		LongPollMaxBody: 5000, MaxQueueBytes: 1000,
 		MaxConnsPerIP: -1, MaxConnsPerID: 3, MaxTopicLen: 40, TrustForwardedProto: true}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("set:\n got %+v\nwant %+v", got, want)
