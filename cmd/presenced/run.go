@@ -89,6 +89,10 @@ type options struct {
 	updateRate        float64
 	updateBurst       int
 
+	// warnings are what parse noticed but did not refuse (unknown
+	// PRESENCE_ variables), logged when the node starts.
+	warnings []string
+
 	// http are the HTTP server's timeouts: not flags, but fields, so that
 	// tests can shorten them.
 	http httpTimeouts
@@ -126,6 +130,29 @@ const (
 
 func defaultMaxConnections() int { return max(openFileLimit()-fdReserve, minConnectionsFlag) }
 
+// environ lists the environment, for unknownEnv (tests replace it).
+var environ = os.Environ
+
+// otherEnv are PRESENCE_ variables of the test harnesses, not settings.
+var otherEnv = []string{"PRESENCE_REQUIRE_ALL", "PRESENCE_URL", "PRESENCE_URLS", "PRESENCE_CONTROL_URL", "PRESENCE_COMPAT_OUT"}
+
+// unknownEnv returns a warning for each PRESENCE_ variable of env that is
+// no flag's (a typo would otherwise be ignored without a word).
+func unknownEnv(fs *flag.FlagSet, env []string) []string {
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, "PRESENCE_")
+		if !ok || slices.Contains(otherEnv, name) {
+			continue
+		}
+		if fs.Lookup(strings.ToLower(strings.ReplaceAll(rest, "_", "-"))) == nil {
+			out = append(out, fmt.Sprintf("%s is not a presenced setting: ignored (presenced --help lists them; each flag --x-y is PRESENCE_X_Y)", name))
+		}
+	}
+	return out
+}
+
 // secretFlags are the flags that hold a secret or name its file. Unlike the
 // other flags, setting one of them to "" (flag or environment) is an
 // error: an empty secret would otherwise mean "no secret", which for
@@ -141,9 +168,11 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 		host = "presenced"
 	}
 	fs := flag.NewFlagSet("presenced", flag.ContinueOnError)
-	fs.SetOutput(out)
+	// Parse errors come back as one line (run's caller prints it); only
+	// --help prints the usage, to out.
+	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:4000", "HTTP listen address (the demo page, /socket, /healthz, /api/v1/cluster)")
-	fs.StringVar(&o.node, "node", host, "this node's name; unique in the cluster (default: the host name)")
+	fs.StringVar(&o.node, "node", "", "this node's name; unique in the cluster (default: the host name)")
 	fs.StringVar(&o.natsURL, "nats-url", "", "join an external NATS at this URL (comma-separated URLs allowed)")
 	fs.BoolVar(&o.natsEmbed, "nats-embed", false, "run a NATS server inside this node and replicate over it")
 	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:0", "client address of the embedded NATS server (port 0: random)")
@@ -187,7 +216,9 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.Float64Var(&o.updateRate, "update-rate", presencechannel.DefaultUpdateRate, "presence:update, presence:track and presence:untrack per second per connection (token bucket with --update-burst); over it: refused (rate limited); negative: no limit")
 	fs.IntVar(&o.updateBurst, "update-burst", presencechannel.DefaultUpdateBurst, "burst of --update-rate")
 	fs.IntVar(&o.maxConnections, "max-connections", defaultMaxConnections(), fmt.Sprintf("most TCP connections the HTTP listener holds at once (WebSockets, long-polls, health checks); more wait in the kernel's backlog (default: the soft open-file limit − %d, at least %d)", fdReserve, minConnectionsFlag))
-	fs.Usage = func() {
+	usage := func() {
+		fs.SetOutput(out)
+		defer fs.SetOutput(io.Discard)
 		fmt.Fprintf(out, "Usage: presenced [flags]\n\nA Presence node: Phoenix channels + replicated presence. Every flag can also be set\nwith the environment variable PRESENCE_<FLAG> (upper case, - as _), e.g. PRESENCE_NATS_URL.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -212,10 +243,15 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage()
 			return nil, errHelp
 		}
-		return nil, err
+		return nil, fmt.Errorf("%v (presenced --help lists the flags)", err)
 	}
+	if o.node == "" {
+		o.node = host
+	}
+	o.warnings = unknownEnv(fs, environ())
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
@@ -372,7 +408,7 @@ func notLocal(r *http.Request) string {
 
 // run starts a node and serves until ctx ends, then shuts down gracefully.
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
-	o, err := parse(args, lookup, stderr)
+	o, err := parse(args, lookup, stdout)
 	if err != nil {
 		return err
 	}
@@ -392,6 +428,9 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	// Log lines carry values clients choose (origins, topics): truncated
 	// and rate-limited, they can neither flood nor bloat the log.
 	log := loglimit.New(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	for _, w := range o.warnings {
+		log.Warn(w)
+	}
 	if o.jwtSecret == "" {
 		if !isLoopback(o.listen) && !o.insecure {
 			return fmt.Errorf("dev mode (no --jwt-secret) takes user ids on trust; it is only allowed on a loopback --listen address, unless --insecure")
@@ -480,7 +519,12 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		PermdownPeriod: o.permdownPeriod, FlushInterval: o.flushInterval, PermdownOnShutdown: o.permdownOnShutdown,
 		Logger: log,
 	}})
-	if err != nil {
+	switch {
+	case errors.Is(err, tracker.ErrDownPeriod):
+		return fmt.Errorf("--down-period (%v) must be at least twice --broadcast-period (%v)", o.downPeriod, o.broadcastPeriod)
+	case errors.Is(err, tracker.ErrPermdownPeriod):
+		return fmt.Errorf("--permdown-period (%v) must be longer than --down-period (%v)", o.permdownPeriod, o.downPeriod)
+	case err != nil:
 		return err
 	}
 	if err := p.Start(ctx); err != nil {
@@ -503,7 +547,9 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/socket/", srv)
+	for _, m := range []string{"GET", "POST", "OPTIONS"} { // the transports' methods
+		mux.Handle(m+" /socket/", srv)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if !ready.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
@@ -543,7 +589,8 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		json.NewEncoder(w).Encode(p.List(r.PathValue("topic")))
 	})))
 	if o.demo {
-		mux.Handle("/", web.Handler())
+		// GET only: a POST to a GET route (the API's) answers 405.
+		mux.Handle("GET /", web.Handler())
 	}
 
 	ln, err := net.Listen("tcp", o.listen)
