@@ -50,7 +50,9 @@ func TestPeriodErrorsNameFlags(t *testing.T) {
 // A PRESENCE_ variable that is no flag's is warned about at startup.
 func TestUnknownEnvironmentWarned(t *testing.T) {
 	prev := environ
-	environ = func() []string { return []string{"PRESENCE_JWT_SECRT=x", "PRESENCE_NODE=n1", "PRESENCE_REQUIRE_ALL=1", "HOME=/"} }
+	environ = func() []string {
+		return []string{"PRESENCE_JWT_SECRT=x", "PRESENCE_NODE=n1", "PRESENCE_REQUIRE_ALL=1", "HOME=/"}
+	}
 	defer func() { environ = prev }()
 	n := startNode(t, nil, map[string]string{"PRESENCE_NODE": "n1"}, nil)
 	out := n.out.String()
