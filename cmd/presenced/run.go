@@ -219,7 +219,7 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	usage := func() {
 		fs.SetOutput(out)
 		defer fs.SetOutput(io.Discard)
-		fmt.Fprintf(out, "Usage: presenced [flags]\n\nA Presence node: Phoenix channels + replicated presence. Every flag can also be set\nwith the environment variable PRESENCE_<FLAG> (upper case, - as _), e.g. PRESENCE_NATS_URL.\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: presenced [flags]\n\nA Presence node: Phoenix channels + replicated presence. Every flag can also be set\nwith the environment variable PRESENCE_<FLAG> (upper case, - as _), e.g. PRESENCE_NATS_URL.\n\nCommands:\n  presenced token --sub KEY   print a JWT for this node's --jwt-secret (presenced token --help)\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	// Environment first, flags override. An empty variable is ignored
@@ -408,6 +408,9 @@ func notLocal(r *http.Request) string {
 
 // run starts a node and serves until ctx ends, then shuts down gracefully.
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], lookup, stdout)
+	}
 	o, err := parse(args, lookup, stdout)
 	if err != nil {
 		return err
