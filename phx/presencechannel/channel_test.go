@@ -1,7 +1,6 @@
 package presencechannel_test
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -31,28 +30,8 @@ func newStackCfg(t *testing.T, cfg presencechannel.Config) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	cfg.Presence = p
-	ch, err := presencechannel.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := phx.New(phx.Config{Channels: ch.Routes(), Connect: ch.Connect})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &stack{p: p, srv: srv}
-	st.http = newHTTP(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		st.http.Close()
-		p.Close()
-	})
-	return st
+	return startStack(t, p, cfg, phx.Config{})
 }
 
 func newHTTP(h http.Handler) *httptest.Server { return httptest.NewServer(h) }

@@ -2,7 +2,6 @@ package presencechannel_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"log/slog"
 	"net/url"
@@ -47,25 +46,7 @@ func TestWS14_PresenceChannelLogsNoSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	ch, err := presencechannel.New(presencechannel.Config{Presence: p, Secret: secret, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := phx.New(phx.Config{Channels: ch.Routes(), Connect: ch.Connect, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &stack{p: p, srv: srv, http: newHTTP(srv)}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		st.http.Close()
-		p.Close()
-	})
+	st := startStack(t, p, presencechannel.Config{Presence: p, Secret: secret, Logger: log}, phx.Config{Logger: log})
 
 	other, _ := presencechannel.SignHS256([]byte("other-key"), map[string]any{"sub": "mallory"})
 	expired, _ := presencechannel.SignHS256(secret, map[string]any{"sub": "eve-x9", "exp": time.Now().Add(-time.Hour).Unix()})
