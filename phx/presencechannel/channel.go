@@ -141,8 +141,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Channel is the built-in presence channel (protocol.md of the conformance
-// traces): a phx.Channel and the phx.Config.Connect that goes with it.
+// Channel is the built-in presence channel: a phx.Channel and the phx.Config.Connect that goes with it.
 //
 // Join payload {"meta": {...}} tracks the connection under its user key;
 // any other payload only watches. Either way the joiner then gets

@@ -221,7 +221,7 @@ func TestDevModeUserID(t *testing.T) {
 	}
 }
 
-// after a reconnect (new join_ref) the server pushes a new
+// A rejoin after a reconnect (new join_ref) gets a new
 // presence_state with the channel's new join_ref.
 func TestX10_RejoinGetsState(t *testing.T) {
 	st := newStack(t)

@@ -1,7 +1,8 @@
 // Package presencechannel is presenced's built-in Phoenix channel: it ties
 // a phx.Server to a presence.Presence the way a Phoenix app's presence
 // channel does, and answers frame for frame what a real Phoenix 1.8 server
-// with that channel answers (the protocol traces of the conformance suite).
+// with that channel answers: the tests replay traces recorded from such a
+// server (testdata/protocol.jsonl) against it.
 //
 // Wiring:
 //
@@ -24,7 +25,8 @@
 // each connection has a rate for broadcasts and one for presence events
 // (Config); a refusal is an error reply.
 //
-// Two deliberate differences from Phoenix (protocol.md): a presence:update
+// Two deliberate differences from Phoenix (docs/protocol.md lists them
+// with the rest of the wire protocol): a presence:update
 // or presence:track whose meta is not an object is answered
 // {"status":"error","response":{"reason":"invalid meta"}} instead of
 // crashing the channel; and an unknown event gets an error reply

@@ -32,8 +32,8 @@ func (l *lockedBuf) String() string {
 	return l.b.String()
 }
 
-// WS-14 / LP-15 with the built-in presence channel (spec §7.8: join
-// params filtered in logs): with phx and the channel both logging at
+// Secrets stay out of the log with the built-in presence channel, as
+// Phoenix filters join params in its logs: with phx and the channel both logging at
 // debug level, JWTs refused at connect (bad signature, expired, garbage;
 // as a param or in the auth-token subprotocol), and join and update
 // payloads carrying secrets, leave no token, password or meta in the log;

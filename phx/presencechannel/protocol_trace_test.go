@@ -28,12 +28,11 @@ import (
 	"github.com/gopresence/presence/phx/presencechannel"
 )
 
-// The protocol traces (testdata/protocol.jsonl, a copy of
-// shared/conformance/protocol.jsonl; PRESENCE_PROTOCOL_TRACES overrides the
-// path) record what a real Phoenix 1.8.12 server with this channel answers.
-// TestProtocolTraces replays every scenario against phx + presencechannel +
-// a real single-node presence.Presence and compares under the rules of
-// protocol.md: phx_ref and token normalization, one stream per client for
+// The protocol traces (testdata/protocol.jsonl; PRESENCE_PROTOCOL_TRACES
+// overrides the path) record what a real Phoenix 1.8.12 server with this
+// channel answers. TestProtocolTraces replays every scenario against phx +
+// presencechannel + a real single-node presence.Presence and compares them
+// allowing only what a client cannot rely on: phx_ref and token normalization, one stream per client for
 // everything but presence_diff and one per topic for presence_diff (each in
 // order, interleaving free; the same inside a long-poll body), and join
 // replies before the topic's presence_diffs.
