@@ -50,12 +50,16 @@ func newFakeServer(t *testing.T) *fakeServer {
 	up := websocket.Upgrader{Subprotocols: []string{"phoenix"}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/socket/websocket", func(w http.ResponseWriter, r *http.Request) {
+		// The lock is held across the upgrade: the client counts as connected
+		// as soon as the handshake answer arrives, and a test that then asks
+		// for the connection must find it recorded.
+		s.mu.Lock()
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
+			s.mu.Unlock()
 			return
 		}
 		c := &fakeConn{s: s, ws: ws}
-		s.mu.Lock()
 		s.conns = append(s.conns, c)
 		s.queries = append(s.queries, r.URL.Query())
 		s.protos = append(s.protos, r.Header.Get("Sec-WebSocket-Protocol"))

@@ -13,8 +13,9 @@ import (
 // handler goroutine (the WebSocket reader, or the long-poll request that
 // carried the frame), so they must not block for long: the connection reads
 // nothing else meanwhile. Callbacks of different connections run
-// concurrently. A panic in a callback is recovered and treated as a crash
-// (spec §5.4): "join crashed" for Join, phx_error for HandleIn.
+// concurrently. A panic in a callback is recovered and treated as a crash,
+// as Phoenix treats a channel process that exits: "join crashed" for Join,
+// phx_error for HandleIn.
 type Channel interface {
 	// Join is called for a phx_join of a topic. Returning a nil error
 	// joins: the client gets an ok reply whose response is reply (nil gives
@@ -25,7 +26,8 @@ type Channel interface {
 	//
 	// The socket is subscribed to its topic before Join is called; frames
 	// pushed or broadcast to it during Join are held and sent right after
-	// the join's reply (spec §10.2 ordering).
+	// the join's reply, so the client learns of the join before its first
+	// message.
 	Join(ctx context.Context, s *Socket, payload Payload) (reply any, err error)
 
 	// HandleIn is called for every other event a joined client sends to the

@@ -1,4 +1,4 @@
-// Package phx is a Phoenix channels server (spec §5): an http.Handler that
+// Package phx is a Phoenix channels server: an http.Handler that
 // speaks the wire protocol of Phoenix 1.8 to the official phoenix.js client
 // (and to any client of that protocol) over WebSocket and long-poll.
 //
@@ -15,13 +15,14 @@
 // one joined channel instance with its topic, join_ref, the connection's
 // assigns, a process-unique Owner id, and Push / Broadcast / BroadcastFrom.
 //
-// The server implements the rules of spec §5.4 exactly as Phoenix does:
+// The server handles each message as Phoenix's socket does:
 // heartbeats on topic "phoenix", "unmatched topic" replies with a null
 // join_ref, stale join_refs dropped silently, duplicate joins (the new join's
 // reply, then phx_close for the old join_ref), leave (ok reply, then
 // phx_close), phx_error for a crashed channel, the channel limit per
-// connection. Ordering (spec §10.2): a join's reply is written before any
-// push or broadcast of that channel.
+// connection. A join's reply is written before any push or broadcast of
+// that channel, so a client never sees a channel's messages before it knows
+// the join succeeded.
 //
 // Each WebSocket has one reader goroutine (the HTTP handler's, which also
 // runs the channel callbacks) and one writer goroutine draining a bounded
@@ -29,10 +30,11 @@
 // and the same bytes are queued to every subscriber; a client that cannot
 // keep up is closed (1008 "slow consumer") instead of stalling others.
 // Malformed or oversized frames close the connection with 1007 or 1009 and
-// never produce a phx_reply; no server-initiated close uses code 1000
-// . Server.Shutdown closes every socket with 1001 (GoingAway).
+// never produce a phx_reply; no server-initiated close uses code 1000,
+// because phoenix.js does not reconnect after a normal close.
+// Server.Shutdown closes every socket with 1001 (GoingAway).
 //
-// Long-poll follows phoenix.js's LongPoll (spec §5.9, §10.2): every answer is
+// Long-poll follows phoenix.js's LongPoll transport: every answer is
 // HTTP 200 with the logical status in the JSON body (410 with a new token
 // for a new session, 200 with messages, 204 after the poll window, 403 when
 // refused), ndjson or whole-body POSTs, base64 lines for binary frames.

@@ -1,4 +1,4 @@
-// Package tracker is the replication engine (Phoenix.Tracker, spec §2):
+// Package tracker is the replication engine (Phoenix.Tracker rebuilt):
 // it keeps every node's replica of who is present in sync over a
 // pubsub.Bus, with heartbeats, deltas, transfers, and down / permdown
 // timers for peers that go silent.

@@ -187,8 +187,8 @@ func (s *RawShard) Flush() {
 	}
 }
 
-// Tick is the periodic step (spec §2.6): broadcast, transfer sampling,
-// failure detection. now is the shard's monotonic time.
+// Tick is the periodic step, Phoenix.Tracker's heartbeat timer: broadcast,
+// transfer sampling, failure detection. now is the shard's monotonic time.
 func (s *RawShard) Tick(now time.Duration) {
 	s.now = now
 	switch {
@@ -305,14 +305,15 @@ func (s *RawShard) GracefulPermdown() *wire.GracefulPermdown {
 // --- inbound messages ---
 
 // Step handles one inbound message at time now. Messages carrying our own
-// name are ignored (spec §10.1: node names are unique).
+// name are ignored: node names are unique in a cluster, so such a
+// message comes from another live node that has taken ours.
 func (s *RawShard) Step(now time.Duration, m wire.Message) {
 	s.now = now
 	switch m := m.(type) {
 	case *wire.Heartbeat:
 		if m.From.Name == s.self.Name {
-			// Another live replica with our name (spec §10.1: names are
-			// unique). We never treat it as a peer. A newer one is starting:
+			// Another live replica with our name (names must be unique).
+			// We never treat it as a peer. A newer one is starting:
 			// answer at once so that it sees us and refuses to start; an
 			// older one is alive: we are the newcomer, remember the clash.
 			if m.From.Vsn > s.self.Vsn {
@@ -413,12 +414,16 @@ func (s *RawShard) anyPeerDown() bool {
 }
 
 // forgetPending drops the clocks heard from a replica that is gone, so
-// that a peer restarting many times leaves nothing behind.
+// that a peer restarting many times leaves nothing behind
+// (TestX01_RestartsLeaveNoResidue).
 func (s *RawShard) forgetPending(r crdt.Replica) {
 	s.pending = slices.DeleteFunc(s.pending, func(e crdt.ClockEntry) bool { return e.Replica == r })
 }
 
-// heard does the liveness bookkeeping of a heartbeat from r (spec §2.6).
+// heard does the liveness bookkeeping of a heartbeat from r: a first
+// heartbeat records the peer as up; one of the same incarnation refreshes
+// it (and brings it back up if held as down); one of a new incarnation
+// replaces the old one, whose presences leave.
 func (s *RawShard) heard(r crdt.Replica, now time.Duration) crdt.Diff {
 	prev := s.peers[r.Name]
 	switch {

@@ -17,8 +17,9 @@ import (
 )
 
 // The reference traces (testdata/tracker-state.jsonl.gz, recorded from
-// phoenix_pubsub v2.2.0's State, DeltaGeneration and Replica; format in
-// shared/conformance/README.md) are replayed through RawShard — the code the
+// phoenix_pubsub v2.2.0's State, DeltaGeneration and Replica; one JSON
+// object per line with the fields of traceLine, the lines of one trace
+// sharing its number) are replayed through RawShard — the code the
 // tracker runs — and every report, message size and check must match.
 // PRESENCE_REFERENCE_TRACES names another corpus of the same format.
 

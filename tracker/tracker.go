@@ -24,8 +24,8 @@ import (
 var ErrClosed = errors.New("tracker: closed")
 
 // ErrNameTaken is returned by Start when a live node of the cluster already
-// has this node's name (spec §10.1: two nodes with one name would make
-// every heartbeat look like a restart).
+// has this node's name: two nodes with one name would make every
+// heartbeat look like a restart of the other.
 var ErrNameTaken = errors.New("tracker: node name taken by a live node")
 
 // ErrInvalidMeta is returned when a meta is not a JSON object.

@@ -758,7 +758,8 @@ func (o *options) channelConfig() presencechannel.Config {
 // retryName joins the bus, waiting up to 10 s while our node name is still
 // held by a live node: after a crash and a quick restart, the previous
 // incarnation's subscription may take a moment to vanish. A name held for
-// longer belongs to another live node: refuse to start (spec §10.1).
+// longer belongs to another live node: refuse to start, since two nodes
+// with one name break replication for the whole cluster.
 func retryName(ctx context.Context, log *slog.Logger, join func() (pubsub.Bus, error)) (pubsub.Bus, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
