@@ -98,7 +98,7 @@ type options struct {
 	http httpTimeouts
 
 	// onListen, when set (by tests), is called with the HTTP address once
-	// it listens.
+	// it listens and the startup line is written.
 	onListen func(net.Addr)
 	// onEmbedded, when set (by tests), is called with the embedded NATS
 	// server once it runs.
@@ -603,9 +603,6 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	ln = netutil.LimitListener(ln, o.maxConnections)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: o.http.readHeader, ReadTimeout: o.http.read,
 		WriteTimeout: o.http.write, IdleTimeout: o.http.idle, MaxHeaderBytes: maxHeaderBytes}
-	if o.onListen != nil {
-		o.onListen(ln.Addr())
-	}
 	identity := "JWT (HS256, param token)"
 	if o.jwtSecret == "" {
 		identity = "dev mode (param user_id, on trust)"
@@ -616,6 +613,9 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "presenced: node %s listening on http://%s%s; bus: %s; identity: %s; origins: %s\n",
 		o.node, ln.Addr(), demo, busDesc, identity, o.originsDesc())
+	if o.onListen != nil {
+		o.onListen(ln.Addr())
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 
