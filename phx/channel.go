@@ -150,6 +150,7 @@ func (s *Socket) Push(event string, payload any) error {
 	if f.data == nil {
 		return nil // not representable on this transport; logged
 	}
+	f.sock = s
 	if !s.c.deliver(s, f) {
 		return ErrClosed
 	}

@@ -304,10 +304,11 @@ func (c *conn) slowLocked(n int64) {
 	c.setClosingLocked(ClosePolicyViolation, reasonSlowConsumer)
 }
 
-// dropLocked removes from the queue the frames of s that are not written
-// yet: s was replaced by a new join of its topic, and what it had queued (a
-// presence_state, diffs) would only be ignored by the client. c.mu must be
-// held.
+// dropLocked removes from the queue the pushes of s that are not written
+// yet: s was replaced by a new join of its topic, and its pushes (a
+// presence_state) carry a join_ref the client now ignores. Broadcasts stay:
+// they carry no join_ref, so the client hands them to the new channel (a
+// presence_diff it must not miss). c.mu must be held.
 func (c *conn) dropLocked(s *Socket) {
 	k := 0
 	for _, f := range c.queue {
@@ -412,7 +413,6 @@ func (c *conn) deliver(s *Socket, f frame) bool {
 		if len(s.pending) >= c.srv.cfg.SendQueueLen || !c.fitsLocked(s.pendingBytes+n) {
 			c.slowLocked(s.pendingBytes + n)
 		} else {
-			f.sock = s
 			s.pending = append(s.pending, f)
 			s.pendingBytes += n
 			ok = true
@@ -426,7 +426,6 @@ func (c *conn) deliver(s *Socket, f frame) bool {
 			c.writeOut(f.wire, nil)
 			return true // queued or written; a failed write closes the connection
 		}
-		f.sock = s
 		ok = c.enqueueLocked(f)
 	}
 	c.unlock()

@@ -313,8 +313,8 @@ type frame struct {
 	// buf, when set, is data's allocation, with wsRoom bytes before data
 	// where withWire puts the WebSocket header instead of copying.
 	buf []byte
-	// sock is the channel a queued push or broadcast is for (nil for
-	// replies and control frames): a replaced channel's frames are dropped.
+	// sock is the channel a queued push is for (nil for broadcasts,
+	// replies and control frames): a replaced channel's pushes are dropped.
 	sock *Socket
 }
 

@@ -666,6 +666,8 @@ type dispatcher struct {
 	closed bool
 	idle   *sync.Cond
 	busy   bool
+	// pushed and done count the batches queued and delivered (see flush).
+	pushed, done uint64
 	handle func([]Diff)
 	logger *slog.Logger
 }
@@ -682,6 +684,7 @@ func (d *dispatcher) push(ds []crdt.Diff) {
 	}
 	d.mu.Lock()
 	d.queue = append(d.queue, ds)
+	d.pushed++
 	d.mu.Unlock()
 	select {
 	case d.signal <- struct{}{}:
@@ -706,6 +709,30 @@ func (d *dispatcher) wait() {
 		d.idle.Wait()
 	}
 	d.mu.Unlock()
+}
+
+// flush blocks until every batch queued before the call was delivered,
+// the dispatcher closed, or ctx is done. Unlike wait it does not wait for
+// batches queued meanwhile, so a busy shard cannot hold it forever.
+func (d *dispatcher) flush(ctx context.Context) error {
+	if d.handle == nil {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() {
+		d.mu.Lock()
+		d.idle.Broadcast()
+		d.mu.Unlock()
+	})
+	defer stop()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for target := d.pushed; d.done < target && !d.closed; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		d.idle.Wait()
+	}
+	return nil
 }
 
 func (d *dispatcher) run(wg *sync.WaitGroup) {
@@ -734,6 +761,8 @@ func (d *dispatcher) run(wg *sync.WaitGroup) {
 			}
 			d.mu.Lock()
 			d.busy = false
+			d.done += uint64(len(q))
+			d.idle.Broadcast()
 			d.mu.Unlock()
 		}
 	}
@@ -781,6 +810,19 @@ func groupByTopic(d crdt.Diff) []Diff {
 		return 0
 	})
 	return out
+}
+
+// Flush waits until every diff produced before the call has been handed to
+// HandleDiff, or ctx is done (its error is returned). A caller that needs
+// the consequences of its own command seen by subscribers before it goes
+// on (a channel that leaves, then lets its connection rejoin) flushes.
+func (t *Tracker) Flush(ctx context.Context) error {
+	for _, s := range t.shards {
+		if err := s.disp.flush(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Sync waits until every diff produced so far has been handed to

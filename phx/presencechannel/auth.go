@@ -54,8 +54,9 @@ type User struct {
 	// a token).
 	Topics []string
 
-	mu  sync.Mutex
-	lim *connLimits // made on first use (see Channel.limits)
+	mu      sync.Mutex
+	lim     *connLimits    // made on first use (see Channel.limits)
+	leaving map[string]int // topics whose leave's diff is on its way (see awaitLeave)
 }
 
 // mayJoin reports whether u may join topic.

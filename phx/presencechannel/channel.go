@@ -481,6 +481,7 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 	}
 	// Subscribe before tracking, so that the joiner sees its own join.
 	ch.acquire(s.Server(), s.Topic())
+	ch.awaitLeave(ctx, u, s.Topic())
 	if track {
 		cctx, cancel := ch.callCtx(ctx)
 		_, err := ch.cfg.Presence.Track(cctx, s.Owner(), s.Topic(), u.Key, meta)
@@ -587,12 +588,16 @@ func (ch *Channel) HandleIn(ctx context.Context, s *phx.Socket, event string, p 
 
 // Terminate implements phx.Channel: the channel's presences leave.
 func (ch *Channel) Terminate(s *phx.Socket, reason error) {
-	if m, ok := s.State.(*member); ok && m.ever {
+	m, ok := s.State.(*member)
+	if ok && m.ever {
 		ctx, cancel := ch.callCtx(context.Background())
 		if err := ch.cfg.Presence.UntrackOwner(ctx, s.Owner()); err != nil {
 			ch.log.Error("presencechannel: untrack on terminate failed", "topic", s.Topic(), "owner", s.Owner(), "err", err)
 		}
 		cancel()
+		if stays(reason) && ch.announceLeave(m.user, s.Server(), s.Topic()) {
+			return // announceLeave releases the subscription
+		}
 	}
 	ch.release(s.Server(), s.Topic())
 }
