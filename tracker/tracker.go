@@ -668,8 +668,8 @@ type dispatcher struct {
 	busy   bool
 	// pushed and done count the batches queued and delivered (see flush).
 	pushed, done uint64
-	handle func([]Diff)
-	logger *slog.Logger
+	handle       func([]Diff)
+	logger       *slog.Logger
 }
 
 func (d *dispatcher) init(h func([]Diff)) {
