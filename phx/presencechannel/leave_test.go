@@ -42,12 +42,13 @@ func TestRejoinGetsItsLeaveDiff(t *testing.T) {
 	var slow atomic.Bool
 	st := slowDiffStack(t, &slow)
 	a := st.user(t, "u1")
-	a.join("1", "room:g", `{"meta":{"v":1}}`)
-	a.recvEvent("presence_diff")
+	a.send(`["1","1","room:g","phx_join",{"meta":{"v":1}}]`)
+	_, before := a.recvEvent("presence_state")
+	a.awaitJoinDiff(before, `"v":1`)
 	slow.Store(true)
 	a.send(`["1","2","room:g","phx_leave",{}]`)
 	a.send(`["3","3","room:g","phx_join",{"meta":{"v":3}}]`)
-	_, before := a.recvEvent("presence_state")
+	_, before = a.recvEvent("presence_state")
 	if !hasLeaveDiff(before, `"v":1`) {
 		t.Fatalf("rejoin after a leave, before presence_state: %v", before)
 	}
