@@ -44,23 +44,26 @@ func TestRejoinGetsItsLeaveDiff(t *testing.T) {
 	a := st.user(t, "u1")
 	a.send(`["1","1","room:g","phx_join",{"meta":{"v":1}}]`)
 	_, before := a.recvEvent("presence_state")
-	a.awaitJoinDiff(before, `"v":1`)
-	slow.Store(true)
-	a.send(`["1","2","room:g","phx_leave",{}]`)
-	a.send(`["3","3","room:g","phx_join",{"meta":{"v":3}}]`)
-	_, before = a.recvEvent("presence_state")
-	if !hasLeaveDiff(before, `"v":1`) {
-		t.Fatalf("rejoin after a leave, before presence_state: %v", before)
+	// Each step: the last join's diff is in, then diffs turn slow and the
+	// frames are sent; the new channel gets the earlier meta's leave.
+	steps := []struct {
+		name, joined string
+		frames       []string
+	}{
+		{"rejoin after a leave", `"v":1`, []string{`["1","2","room:g","phx_leave",{}]`, `["3","3","room:g","phx_join",{"meta":{"v":3}}]`}},
+		{"duplicate join", `"v":3`, []string{`["4","4","room:g","phx_join",{"meta":{"v":4}}]`}},
 	}
-
-	// A duplicate join: the old channel's leave reaches the new one.
-	slow.Store(false)
-	a.awaitJoinDiff(before, `"v":3`)
-	slow.Store(true)
-	a.send(`["4","4","room:g","phx_join",{"meta":{"v":4}}]`)
-	_, before = a.recvEvent("presence_state")
-	if !hasLeaveDiff(before, `"v":3`) {
-		t.Fatalf("duplicate join, before presence_state: %v", before)
+	for _, step := range steps {
+		slow.Store(false)
+		a.awaitJoinDiff(before, step.joined)
+		slow.Store(true)
+		for _, f := range step.frames {
+			a.send(f)
+		}
+		_, before = a.recvEvent("presence_state")
+		if !hasLeaveDiff(before, step.joined) {
+			t.Fatalf("%s, before presence_state: %v", step.name, before)
+		}
 	}
 
 	// Leaving only: nothing follows phx_close.
