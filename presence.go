@@ -278,12 +278,12 @@ func (p *Presence) UntrackOwner(ctx context.Context, owner string) error {
 	return p.tr.UntrackOwner(ctx, owner)
 }
 
-// Flush waits until every change made before the call has been handed to
-// the subscribers (Subscribe) as a Diff, or ctx is done. Changes reach
-// subscribers asynchronously; a caller that must know its leave was
-// announced before it goes on flushes.
-func (p *Presence) Flush(ctx context.Context) error {
-	return p.tr.Flush(ctx)
+// Flush waits until every change of topic made before the call has been
+// handed to the topic's subscribers (Subscribe) as a Diff, or ctx is done.
+// Changes reach subscribers asynchronously; a caller that must know its
+// leave was announced before it goes on flushes.
+func (p *Presence) Flush(ctx context.Context, topic string) error {
+	return p.tr.Flush(ctx, topic)
 }
 
 func group(ps []tracker.Presence) State {

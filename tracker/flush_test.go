@@ -12,6 +12,7 @@ import (
 
 // Flush returns once the diffs made before it were delivered, and not
 // later: a diff made meanwhile does not hold it. It gives up with ctx.
+// (One shard: every topic's diffs go through the same queue.)
 func TestFlushWaitsForEarlierDiffsOnly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
@@ -29,12 +30,12 @@ func TestFlushWaitsForEarlierDiffsOnly(t *testing.T) {
 
 		short, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		if err := tr.Flush(short); !errors.Is(err, context.DeadlineExceeded) {
+		if err := tr.Flush(short, "t1"); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Flush of an undelivered diff: %v", err)
 		}
 
 		done := make(chan error, 1)
-		go func() { done <- tr.Flush(ctx) }()
+		go func() { done <- tr.Flush(ctx, "t2") }()
 		synctest.Wait()
 		tr.Track(ctx, "o", "t2", "k", []byte(`{}`)) // after Flush began
 		release <- struct{}{}

@@ -718,15 +718,19 @@ func (d *dispatcher) flush(ctx context.Context) error {
 	if d.handle == nil {
 		return nil
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	target := d.pushed
+	if d.done >= target || d.closed {
+		return nil
+	}
 	stop := context.AfterFunc(ctx, func() {
 		d.mu.Lock()
 		d.idle.Broadcast()
 		d.mu.Unlock()
 	})
 	defer stop()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for target := d.pushed; d.done < target && !d.closed; {
+	for d.done < target && !d.closed {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -812,17 +816,13 @@ func groupByTopic(d crdt.Diff) []Diff {
 	return out
 }
 
-// Flush waits until every diff produced before the call has been handed to
-// HandleDiff, or ctx is done (its error is returned). A caller that needs
-// the consequences of its own command seen by subscribers before it goes
-// on (a channel that leaves, then lets its connection rejoin) flushes.
-func (t *Tracker) Flush(ctx context.Context) error {
-	for _, s := range t.shards {
-		if err := s.disp.flush(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
+// Flush waits until every diff of topic produced before the call has been
+// handed to HandleDiff, or ctx is done (its error is returned). A caller
+// that needs the consequences of its own command seen by subscribers
+// before it goes on (a channel that leaves, then lets its connection
+// rejoin) flushes. Only topic's shard is waited for.
+func (t *Tracker) Flush(ctx context.Context, topic string) error {
+	return t.shardFor(topic).disp.flush(ctx)
 }
 
 // Sync waits until every diff produced so far has been handed to

@@ -19,7 +19,7 @@ import (
 
 // flusher is a Presence whose diffs can be waited for (*presence.Presence).
 type flusher interface {
-	Flush(ctx context.Context) error
+	Flush(ctx context.Context, topic string) error
 }
 
 // stays reports whether a channel ended with reason leaves its connection
@@ -45,7 +45,7 @@ func (ch *Channel) announceLeave(u *User, srv *phx.Server, topic string) bool {
 	u.mu.Unlock()
 	go func() { // ends within CallTimeout, or when the Presence closes
 		ctx, cancel := context.WithTimeout(context.Background(), ch.cfg.CallTimeout)
-		if err := f.Flush(ctx); err != nil {
+		if err := f.Flush(ctx, topic); err != nil {
 			ch.log.Warn("presencechannel: a leave's diff was not broadcast in time", "topic", topic, "err", err)
 		}
 		cancel()
@@ -72,7 +72,7 @@ func (ch *Channel) awaitLeave(ctx context.Context, u *User, topic string) {
 	f := ch.cfg.Presence.(flusher) // leaving is only set for a flusher
 	ctx, cancel := context.WithTimeout(ctx, ch.cfg.CallTimeout)
 	defer cancel()
-	if err := f.Flush(ctx); err != nil {
+	if err := f.Flush(ctx, topic); err != nil {
 		ch.log.Warn("presencechannel: a rejoin did not see its leave's diff", "topic", topic, "err", err)
 	}
 }
