@@ -1,16 +1,22 @@
-// Package client is a Go client for Phoenix channels (the protocol of
-// spec §5, vsn 2.0.0 JSON over WebSocket) with the behaviour of phoenix.js
-// (§6): heartbeats, reconnection with backoff, rejoin of every channel with
-// a new join_ref, pushes with timeouts, and Presence sync.
+// Package client is a Go client for Phoenix channels (the vsn 2.0.0 JSON
+// frames over WebSocket that presenced and Phoenix speak) with the
+// behaviour of phoenix.js: heartbeats, reconnection with backoff, rejoin of
+// every channel with a new join_ref, pushes with timeouts, and Presence
+// sync.
 //
-//	sock, err := client.Dial(ctx, "ws://localhost:4000/socket", &client.Options{
-//		Params: url.Values{"token": {"abc"}},
+// Against presenced's built-in channel, a join with a "meta" tracks the
+// socket under its user key, and "presence:update" changes the meta:
+//
+//	sock, err := client.Dial(ctx, "ws://127.0.0.1:4000/socket", &client.Options{
+//		Params: url.Values{"user_id": {"alice"}}, // with --jwt-secret: {"token": {jwt}}
 //	})
-//	ch := sock.Channel("room:lobby", map[string]any{"name": "alice"})
+//	ch := sock.Channel("room:lobby", map[string]any{"meta": map[string]string{"status": "online"}})
 //	pres := client.NewPresence(ch, nil)
 //	pres.OnSync(func() { fmt.Println(pres.Keys()) })
-//	reply, err := ch.Join(ctx)
-//	reply, err = ch.Push(ctx, "new_msg", map[string]string{"body": "hi"})
+//	_, err = ch.Join(ctx)
+//	_, err = ch.Push(ctx, "presence:update", map[string]any{"meta": map[string]string{"status": "away"}})
+//
+// The package example runs this in full.
 //
 // Differences from phoenix.js, by design: Dial returns an error when the
 // first connection fails (later ones are retried forever); Join returns

@@ -2,11 +2,14 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
+	"testing"
 
 	"github.com/gopresence/presence"
 	"github.com/gopresence/presence/client"
@@ -14,33 +17,94 @@ import (
 	"github.com/gopresence/presence/phx/presencechannel"
 )
 
-// Example joins a presence channel of a presenced stack (started here in
-// the process) and follows who is present.
+// Example joins a room of presenced's built-in channel with a meta, follows
+// the room through Presence's OnSync, and changes its status. The server is
+// the stack presenced runs (presence, presencechannel, phx), started here in
+// the process; the code between the README markers is the README's "A Go
+// client" snippet, with the server's address in place of
+// ws://127.0.0.1:4000/socket (TestREADMEClientSnippet keeps the two equal).
 func Example() {
-	ctx := context.Background()
 	p, _ := presence.New(presence.Config{})
-	p.Start(ctx)
+	p.Start(context.Background())
 	defer p.Close()
 	pc, _ := presencechannel.New(presencechannel.Config{Presence: p})
 	srv, _ := phx.New(phx.Config{Channels: pc.Routes(), Connect: pc.Connect})
-	defer srv.Shutdown(ctx)
+	defer srv.Shutdown(context.Background())
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	endpoint := "ws" + strings.TrimPrefix(hs.URL, "http") + "/socket"
 
-	sock, err := client.Dial(ctx, endpoint, &client.Options{Params: url.Values{"user_id": {"alice"}}})
+	// README begin
+	ctx := context.Background()
+	sock, err := client.Dial(ctx, endpoint, &client.Options{
+		Params: url.Values{"user_id": {"alice"}}, // with --jwt-secret: {"token": {jwt}}
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer sock.Close()
 
-	ch := sock.Channel("room:lobby", map[string]any{"meta": map[string]string{"status": "online"}})
+	// OnSync runs after every presence_state and presence_diff, on the
+	// socket's event goroutine, with the room as it now is.
+	ch := sock.Channel("room:lobby", map[string]any{"meta": map[string]string{"device": "laptop", "status": "online"}})
 	pres := client.NewPresence(ch, nil)
-	synced := make(chan []string, 1)
-	pres.OnSync(func() { synced <- pres.Keys() })
+	views := make(chan string, 16)
+	pres.OnSync(func() {
+		views <- strings.Join(client.ListBy(pres, func(key string, e client.Entry) string {
+			var meta struct {
+				Status string `json:"status"`
+			}
+			json.Unmarshal(e.Metas[0].Raw, &meta)
+			return fmt.Sprintf("%s: %d device(s), %s", key, len(e.Metas), meta.Status)
+		}), "; ")
+	})
 	if _, err := ch.Join(ctx); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("present:", <-synced)
-	// Output: present: [alice]
+	fmt.Println(<-views) // alice: 1 device(s), online
+
+	update := map[string]any{"meta": map[string]string{"device": "laptop", "status": "away"}}
+	if _, err := ch.Push(ctx, "presence:update", update); err != nil {
+		log.Fatal(err)
+	}
+	for v := range views {
+		if strings.Contains(v, "away") {
+			fmt.Println(v) // alice: 1 device(s), away
+			break
+		}
+	}
+	// README end
+
+	// Output:
+	// alice: 1 device(s), online
+	// alice: 1 device(s), away
+}
+
+// TestREADMEClientSnippet checks that the README's "A Go client" snippet is
+// Example's code, with presenced's default address for the server's.
+func TestREADMEClientSnippet(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## A Go client")
+	_, rest, ok2 := strings.Cut(rest, "```go\n")
+	snippet, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal(`README has no Go block under "A Go client"`)
+	}
+	src, err := os.ReadFile("example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ := strings.Cut(string(src), "\t// README begin\n")
+	body, _, _ = strings.Cut(body, "\t// README end\n")
+	var want strings.Builder
+	for _, line := range strings.SplitAfter(body, "\n") {
+		want.WriteString(strings.TrimPrefix(line, "\t"))
+	}
+	wantText := strings.Replace(want.String(), "client.Dial(ctx, endpoint,", `client.Dial(ctx, "ws://127.0.0.1:4000/socket",`, 1)
+	if snippet != wantText {
+		t.Fatalf("README's Go client snippet differs from Example:\n--- README\n%s--- example\n%s", snippet, wantText)
+	}
 }

@@ -39,7 +39,8 @@ func TestEncodeText(t *testing.T) {
 	}
 }
 
-// Vectors of spec §5.2 (JS-S3, JS-S5, JS-S6, JS-S9).
+// The binary frames of phoenix.js's serializer tests: a push encoded, and
+// a push, a reply and a broadcast decoded.
 func TestBinaryVectors(t *testing.T) {
 	b, err := encodeBinaryPush("0", "1", "t", "e", []byte{1})
 	if want := []byte("\x00\x01\x01\x01\x01" + "0" + "1" + "t" + "e" + "\x01"); err != nil || !bytes.Equal(b, want) {
@@ -68,7 +69,7 @@ func TestBinaryVectors(t *testing.T) {
 	}
 }
 
-// JS-S7, JS-S8: lengths are UTF-8 byte lengths, and a field over 255
+// Lengths are UTF-8 byte lengths, and a field over 255
 // bytes is refused, naming the field.
 func TestBinaryFieldLengths(t *testing.T) {
 	b, err := encodeBinaryPush("", "", "ü", "é", nil)

@@ -216,7 +216,7 @@ func TestPhxPresence(t *testing.T) {
 	mu.Unlock()
 }
 
-// X-10 against the Go server: after a forced reconnect (new join_ref) the
+// A restart of the connection, against the Go server: after a forced reconnect (new join_ref) the
 // server pushes a new presence_state and the client resyncs.
 func TestPhxReconnectResyncs(t *testing.T) {
 	st := newPhxStack(t)

@@ -153,7 +153,7 @@ test("demo page and the official phoenix.js client share a room", async () => {
   await a.context.close()
 })
 
-test("X-10 demo page: after a server restart both pages reconnect, rejoin and show the same room", async () => {
+test("demo page: after a server restart both pages reconnect, rejoin and show the same room", async () => {
   const control = (process.env.PRESENCE_CONTROL_URL || "").replace(/\/+$/, "")
   assert.ok(control, "PRESENCE_CONTROL_URL is not set")
   const r = roomName("restart")

@@ -1,6 +1,7 @@
 // The official phoenix.js client (1.8.16) against presenced's built-in
-// room:* channel. Names carry the spec's §7.9 IDs (JP-xx) where a scenario
-// is one of phoenix.js's own Presence tests, here played against the server.
+// room:* channel. Several scenarios are those of phoenix.js's own Presence
+// tests (list, list with a chooser, onJoin/onLeave, metas by device),
+// here played against a real server.
 // Run through `go test ./test/compat/` (it starts presenced and sets
 // PRESENCE_URL).
 
@@ -15,7 +16,7 @@ afterEach(closeAll)
 
 const meta = (device, status = "online") => ({meta: {device, status}})
 
-test("JP-09/JP-10/JP-11: three sockets join with metas and all see the same Presence.list", async () => {
+test("three sockets join with metas and all see the same Presence.list", async () => {
   const topic = room("three")
   const a = await member(await connect("alice"), topic, meta("laptop"))
   const b = await member(await connect("bob"), topic, meta("phone", "away"))
@@ -37,14 +38,14 @@ test("JP-09/JP-10/JP-11: three sockets join with metas and all see the same Pres
   assert.equal(new Set(refs).size, 3, `every meta has its own phx_ref: ${refs}`)
   for (const r of refs) assert.ok(typeof r === "string" && r.length > 0, `phx_ref ${JSON.stringify(r)}`)
 
-  // JP-09: list() returns the presences; JP-10: list(chooser).
+  // list() returns the presences; list(chooser) maps them.
   const listed = a.presence.list()
   assert.equal(listed.length, 3)
   for (const p of listed) assert.ok(Array.isArray(p.metas) && p.metas.length === 1, JSON.stringify(p))
   assert.deepEqual(a.presence.list((key, {metas}) => `${key}:${metas[0].device}`).sort(),
     ["alice:laptop", "bob:phone", "carol:tablet"])
 
-  // JP-11: the first joiner got one presence_state (itself) and diffs: its
+  // The first joiner got one presence_state (itself) and diffs: its
   // own join (the track's broadcast reaches the joiner too, as in Phoenix),
   // then bob's and carol's; every diff carries both joins and leaves.
   const states = a.raw.filter((r) => r.event === "presence_state")
@@ -63,7 +64,7 @@ test("JP-09/JP-10/JP-11: three sockets join with metas and all see the same Pres
   assert.deepEqual(joins.map((e) => [e.key, e.current, e.pres.metas.length]), [["bob", undefined, 1], ["carol", undefined, 1]])
 })
 
-test("JP-02/JP-03/JP-05/JP-06: onJoin and onLeave as Phoenix fires them, metas by device", async () => {
+test("onJoin and onLeave as Phoenix fires them, metas by device", async () => {
   const topic = room("callbacks")
   // A join without meta only watches.
   const w = await member(await connect("watcher"), topic, {})
@@ -82,7 +83,7 @@ test("JP-02/JP-03/JP-05/JP-06: onJoin and onLeave as Phoenix fires them, metas b
   assert.deepEqual(ev[0].pres.metas.map((m) => m.device), ["a1"])
   const ref1 = ev[0].pres.metas[0].phx_ref
 
-  // JP-03: a second device of the same key: onJoin reports only the new meta.
+  // A second device of the same key: onJoin reports only the new meta.
   mark = w.mark()
   const s2 = await connect("alice")
   await member(s2, topic, meta("a2"))
@@ -91,11 +92,11 @@ test("JP-02/JP-03/JP-05/JP-06: onJoin and onLeave as Phoenix fires them, metas b
   assert.deepEqual(ev.map((e) => e.kind), ["join", "sync"])
   assert.deepEqual(ev[0].current.metas.map((m) => m.device), ["a1"], "onJoin: current is the presence before the join")
   assert.deepEqual(ev[0].pres.metas.map((m) => m.device), ["a2"], "onJoin: newPres holds only the joined meta")
-  // JP-05: joined metas are appended after the existing ones.
+  // Joined metas are appended after the existing ones.
   assert.deepEqual(w.presence.list((k, {metas}) => metas.map((m) => m.device))[0], ["a1", "a2"])
   assert.deepEqual(await serverView(topic), w.view())
 
-  // JP-06: one device leaves, the key stays.
+  // One device leaves, the key stays.
   mark = w.mark()
   let t0 = Date.now()
   s1.disconnect()
@@ -106,7 +107,7 @@ test("JP-02/JP-03/JP-05/JP-06: onJoin and onLeave as Phoenix fires them, metas b
   assert.deepEqual(ev[0].current.metas.map((m) => m.device), ["a2"], "onLeave: current is the presence after the removal")
   assert.deepEqual(ev[0].pres.metas.map((m) => [m.device, m.phx_ref]), [["a1", ref1]])
 
-  // JP-02/JP-05: the last meta leaves, onLeave gets current {metas: []}, the key is gone.
+  // The last meta leaves, onLeave gets current {metas: []}, the key is gone.
   mark = w.mark()
   t0 = Date.now()
   s2.disconnect()
@@ -120,7 +121,7 @@ test("JP-02/JP-03/JP-05/JP-06: onJoin and onLeave as Phoenix fires them, metas b
   console.log(`# disconnect → leave seen by the watcher: ${firstLeaveMs} ms, ${lastLeaveMs} ms`)
 })
 
-test("JP-14: presence:update gives phx_ref_prev on the wire and the same key with the new meta", async () => {
+test("presence:update gives phx_ref_prev on the wire and the same key with the new meta", async () => {
   const topic = room("update")
   const a = await member(await connect("alice"), topic, meta("laptop"))
   const b = await member(await connect("bob"), topic, meta("phone"))
@@ -235,7 +236,7 @@ test("V1 (vsn 1.0.0) and V2 (vsn 2.0.0) clients in one room", async () => {
   const rtt = await new Promise((resolve) => v1.ping(resolve))
   assert.ok(rtt < 1000, `V1 heartbeat answered in ${rtt} ms`)
 
-  // What V1 got on the wire: JSON objects, never a join_ref (spec §5.2, §10.2).
+  // What V1 got on the wire: JSON objects, never a join_ref (the V1 serializer has no join_ref field).
   assert.ok(frames.length >= 6, `${frames.length} V1 frames`)
   for (const raw of frames) {
     const f = JSON.parse(raw)
@@ -302,7 +303,7 @@ test("broadcast is relayed to the room's other members, not back to the sender",
   assert.deepEqual(b.broadcasts, [payload], "delivered once")
 })
 
-test("JP-07/JP-08: keys named __proto__ and constructor are ordinary presences", async () => {
+test("keys named __proto__ and constructor are ordinary presences", async () => {
   const topic = room("proto")
   const w = await member(await connect("watcher"), topic, {})
   const p = await member(await connect("__proto__"), topic, meta("p"))
