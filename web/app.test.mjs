@@ -61,7 +61,9 @@ test("names of Object.prototype's properties are ordinary users", () => {
   frame("presence_diff", `{"joins":{"toString":{"metas":[${meta(3)}]},"constructor":{"metas":[${meta(4)}]},` +
     `"hasOwnProperty":{"metas":[${meta(5)}]}},"leaves":{"valueOf":{"metas":[${meta(6)}]}}}`)
   assert.deepEqual(users(els), ["__proto__", "constructor", "hasOwnProperty", "toString"])
-  assert.equal(els.users.children.find((li) => li.dataset.user === "constructor").children[1], " — 2 devices")
+  const mine = els.users.children.find((li) => li.dataset.user === "constructor")
+  assert.equal(mine.children[1], " — 2 devices")
+  assert.equal(mine.className, "you", "the user's own row is marked")
 
   // an update (leave and join of the same name), then leaves
   frame("presence_diff", `{"joins":{"__proto__":{"metas":[${meta(7, ',"phx_ref_prev":"2"')}]}},` +
@@ -70,7 +72,8 @@ test("names of Object.prototype's properties are ordinary users", () => {
   frame("presence_diff", `{"joins":{},"leaves":{"constructor":{"metas":[${meta(4)}]},"__proto__":{"metas":[${meta(7)}]}}}`)
   assert.deepEqual(users(els), ["hasOwnProperty"])
   assert.equal(els.count.textContent, 1)
-  const log = els.log.children.map((li) => li.textContent).join("\n")
+  const text = (el) => typeof el === "string" ? el : el.textContent + el.children.map(text).join("")
+  const log = els.log.children.map(text).join("\n")
   for (const line of ["toString came online", "constructor joined on another device", "__proto__ is now", "constructor went offline", "__proto__ went offline"]) {
     assert.ok(log.includes(line), `log has "${line}":\n${log}`)
   }

@@ -12,9 +12,9 @@ import (
 )
 
 func TestSecurityHeaders(t *testing.T) {
-	for _, path := range []string{"/", "/app.js", "/app.css", "/missing"} {
+	for _, path := range []string{"/", "/app.js", "/app.css", "/config.json", "/missing"} {
 		w := httptest.NewRecorder()
-		Handler().ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		Handler(Config{}).ServeHTTP(w, httptest.NewRequest("GET", path, nil))
 		want := 200
 		if path == "/missing" {
 			want = 404
@@ -30,6 +30,20 @@ func TestSecurityHeaders(t *testing.T) {
 			if got := w.Header().Get(k); got != v {
 				t.Errorf("GET %s: %s = %q, want %q", path, k, got, v)
 			}
+		}
+	}
+}
+
+// config.json tells the page whether the server wants tokens.
+func TestConfig(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{{Config{}, `{"identity":"dev"}`}, {Config{TokenMode: true}, `{"identity":"token"}`}} {
+		w := httptest.NewRecorder()
+		Handler(c.cfg).ServeHTTP(w, httptest.NewRequest("GET", "/config.json", nil))
+		if w.Code != 200 || w.Body.String() != c.want || w.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%+v: %d %q %q, want %s", c.cfg, w.Code, w.Body, w.Header().Get("Content-Type"), c.want)
 		}
 	}
 }

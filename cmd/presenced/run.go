@@ -593,7 +593,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	})))
 	if o.demo {
 		// GET only: a POST to a GET route (the API's) answers 405.
-		mux.Handle("GET /", web.Handler())
+		mux.Handle("GET /", web.Handler(web.Config{TokenMode: o.jwtSecret != ""}))
 	}
 
 	ln, err := net.Listen("tcp", o.listen)

@@ -117,6 +117,45 @@ test("demo page: two people see each other, a status change, a leave and a close
   await a.context.close()
 })
 
+test("demo page: the user's own row and tab are marked, activity is newest first, a narrow window stacks", async () => {
+  const r = roomName("polish")
+  const a = await person()
+  assert.match(await a.page.textContent("#hint"), /second tab and enter the same name/)
+  await enter(a.page, "alice", r)
+  const second = await a.context.newPage() // a second tab of the same browser: a second device
+  second.setDefaultTimeout(UI_MS)
+  await second.goto(BASE + "/")
+  await enter(second, "alice", r)
+  await a.page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, `${user("alice")} .device`, {timeout: UI_MS})
+  assert.match(await a.page.textContent(`${user("alice")} strong`), /^alice \(you\)$/)
+  const devices = await a.page.$$eval(`${user("alice")} .device`, (ds) => ds.map((d) => [d.textContent, d.dataset.mine === "true"]))
+  assert.deepEqual(devices.map(([, mine]) => mine).sort(), [false, true], "exactly one device is this tab")
+  for (const [text, mine] of devices) assert.equal(text, "Chrome on Linux · online" + (mine ? " (you, this tab)" : ""))
+
+  const js = await member(await connect("bob"), "room:" + r, {meta: {device: "node", status: "online"}})
+  await a.page.waitForSelector(user("bob"))
+  assert.doesNotMatch(await a.page.textContent(user("bob")), /you/, "others are not marked")
+  await js.push("presence:update", {meta: {device: "node", status: "busy"}})
+  await a.page.waitForSelector(`${user("bob")} .device[data-status="busy"]`)
+  const entries = await a.page.$$eval("#log li", (lis) => lis.map((li) => li.textContent))
+  assert.match(entries[0], /bob is now node · busy/, "the newest entry is first")
+  assert.match(entries[1], /bob came online/)
+  assert.equal(await a.page.$eval("#log", (el) => el.tagName), "UL", "no numbers on the activity")
+
+  const box = async (sel) => (await a.page.$(sel)).boundingBox()
+  let people = await box("#people"), activity = await box("#activity")
+  assert.ok(activity.x > people.x + people.width / 2, "wide: side by side")
+  await a.page.setViewportSize({width: 380, height: 760})
+  people = await box("#people"); activity = await box("#activity")
+  assert.ok(activity.y >= people.y + people.height - 1 && Math.abs(activity.x - people.x) < 2, `narrow: stacked (${JSON.stringify({people, activity})})`)
+  const overflow = await a.page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
+  assert.ok(overflow <= 0, `narrow: no horizontal scroll (${overflow} px)`)
+  await a.page.screenshot({path: path.join(OUT, "demo-narrow.png"), fullPage: true})
+  assert.deepEqual(a.problems, [])
+  await a.context.close()
+  await closeAll()
+})
+
 test("demo page and the official phoenix.js client share a room", async () => {
   const r = roomName("mixed")
   const a = await person()
@@ -127,7 +166,8 @@ test("demo page and the official phoenix.js client share a room", async () => {
   await a.page.waitForSelector(`${user("nodejs")} .device[data-status="busy"]`)
   await js.waitView("alice", (v) => v.alice?.length === 1)
   const device = js.metas("alice")[0].device
-  assert.match(device, /^desktop-/, "the page's meta names its device")
+  assert.equal(device, "Chrome on Linux", "the page's meta names its browser and OS")
+  assert.match(js.metas("alice")[0].tab, /^[a-z0-9]+$/, "and tells its tab from the user's others")
 
   // The page changes status: phoenix.js sees the same key, new meta, phx_ref_prev.
   const oldRef = js.metas("alice")[0].phx_ref
