@@ -10,7 +10,7 @@ import (
 	"github.com/gopresence/presence"
 )
 
-// Tests named after the spec's checklist §7.7 (phoenix's presence_test.exs).
+// These tests follow the scenarios of Phoenix's own presence_test.exs.
 // Where an Elixir mechanism has no Go counterpart, the test checks what
 // takes its place and says so.
 
@@ -25,9 +25,10 @@ func field(t *testing.T, m json.RawMessage, k string) any {
 	return x[k]
 }
 
-// PR-01 (child spec): New(Config) builds a Presence whose zero Config is a
-// working single node; Start/Shutdown are its lifecycle.
-func TestPR01_NewAndLifecycle(t *testing.T) {
+// Where Phoenix checks its supervisor child spec: New(Config) builds a
+// Presence whose zero Config is a working single node; Start/Shutdown are
+// its lifecycle.
+func TestNewAndLifecycle(t *testing.T) {
 	p, err := presence.New(presence.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +45,7 @@ func TestPR01_NewAndLifecycle(t *testing.T) {
 	}
 }
 
-func TestPR02_DefaultFetchIsIdentity(t *testing.T) {
+func TestDefaultFetchIsIdentity(t *testing.T) {
 	p := start(t, presence.Config{})
 	p.Track(context.Background(), "o", "t", "u1", meta(`{"a":1}`))
 	st := p.List("t")
@@ -60,7 +61,7 @@ func withExtra(topic string, s presence.State) presence.State {
 	return s
 }
 
-func TestPR03_ListWithCustomFetch(t *testing.T) {
+func TestListWithCustomFetch(t *testing.T) {
 	p := start(t, presence.Config{Fetch: withExtra})
 	if st := p.List("t"); len(st) != 0 {
 		t.Fatal("not empty")
@@ -74,9 +75,9 @@ func TestPR03_ListWithCustomFetch(t *testing.T) {
 	}
 }
 
-// PR-04 (integer keys listed as strings): keys are strings in Go; a key
+// Phoenix lists integer keys as strings; in Go keys are strings, and a key
 // that looks like a number is listed as that string.
-func TestPR04_KeysAreStrings(t *testing.T) {
+func TestKeysAreStrings(t *testing.T) {
 	p := start(t, presence.Config{})
 	p.Track(context.Background(), "o", "t", "1", meta(`{}`))
 	if p.List("t")["1"] == nil {
@@ -84,7 +85,7 @@ func TestPR04_KeysAreStrings(t *testing.T) {
 	}
 }
 
-func TestPR05_GetByKey(t *testing.T) {
+func TestGetByKey(t *testing.T) {
 	p := start(t, presence.Config{Fetch: withExtra})
 	ctx := context.Background()
 	if p.Get("t", "u1") != nil {
@@ -101,7 +102,7 @@ func TestPR05_GetByKey(t *testing.T) {
 	}
 }
 
-func TestPR06_TrackAndOwnerDeathDiffs(t *testing.T) {
+func TestTrackAndOwnerDeathDiffs(t *testing.T) {
 	p := start(t, presence.Config{})
 	var rec recorder
 	defer p.Subscribe("t", rec.add)()
@@ -119,7 +120,7 @@ func TestPR06_TrackAndOwnerDeathDiffs(t *testing.T) {
 	}
 }
 
-func TestPR07_DiffsCarryFetchExtras(t *testing.T) {
+func TestDiffsCarryFetchExtras(t *testing.T) {
 	p := start(t, presence.Config{Fetch: withExtra})
 	var rec recorder
 	defer p.Subscribe("t", rec.add)()
@@ -133,9 +134,9 @@ func TestPR07_DiffsCarryFetchExtras(t *testing.T) {
 	}
 }
 
-// PR-08 (custom dispatcher): Subscribe is the dispatch point; every
-// subscriber of the topic receives every presence_diff.
-func TestPR08_SubscribersReceiveDiffs(t *testing.T) {
+// Where Phoenix takes a custom dispatcher: Subscribe is the dispatch point;
+// every subscriber of the topic receives every presence_diff.
+func TestSubscribersReceiveDiffs(t *testing.T) {
 	p := start(t, presence.Config{})
 	var a, b recorder
 	defer p.Subscribe("t", a.add)()
@@ -147,7 +148,7 @@ func TestPR08_SubscribersReceiveDiffs(t *testing.T) {
 	}
 }
 
-func TestPR09_UntrackKeepsOtherKeys(t *testing.T) {
+func TestUntrackKeepsOtherKeys(t *testing.T) {
 	p := start(t, presence.Config{})
 	ctx := context.Background()
 	p.Track(ctx, "o", "t", "u1", meta(`{}`))
@@ -162,9 +163,10 @@ func TestPR09_UntrackKeepsOtherKeys(t *testing.T) {
 	}
 }
 
-// PR-10 (via a socket struct): the owner string is the socket's channel
-// identity; phx/presencechannel tracks with it (see its tests).
-func TestPR10_TrackByOwnerAndTopic(t *testing.T) {
+// Where Phoenix tracks through a socket struct: the owner string is the
+// socket's channel identity; phx/presencechannel tracks with it (see its
+// tests).
+func TestTrackByOwnerAndTopic(t *testing.T) {
 	p := start(t, presence.Config{})
 	ctx := context.Background()
 	p.Track(ctx, "socket-1/room:1", "room:1", "u", meta(`{}`))
@@ -174,14 +176,14 @@ func TestPR10_TrackByOwnerAndTopic(t *testing.T) {
 	}
 }
 
-func TestPR11_UntrackUntracked(t *testing.T) {
+func TestUntrackUntracked(t *testing.T) {
 	p := start(t, presence.Config{})
 	if err := p.Untrack(context.Background(), "o", "t", "nobody"); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestPR12_UpdateOneDiff(t *testing.T) {
+func TestUpdateOneDiff(t *testing.T) {
 	p := start(t, presence.Config{})
 	ctx := context.Background()
 	r1, _ := p.Track(ctx, "o", "t", "u", meta(`{"v":1}`))
@@ -200,16 +202,17 @@ func TestPR12_UpdateOneDiff(t *testing.T) {
 	}
 }
 
-func TestPR13_UpdateWithoutTrack(t *testing.T) {
+func TestUpdateWithoutTrack(t *testing.T) {
 	p := start(t, presence.Config{})
 	if _, err := p.Update(context.Background(), "o", "t", "u", meta(`{}`)); err != presence.ErrNotTracked {
 		t.Fatalf("%v", err)
 	}
 }
 
-// PR-14 (fetchers_pids): fetch runs inline on the diff goroutine, so there
-// are no fetcher processes to list; Sync waits for every pending diff.
-func TestPR14_SyncWaitsForFetches(t *testing.T) {
+// Where Phoenix lists its fetcher processes (fetchers_pids): fetch runs
+// inline on the diff goroutine, so there are no fetcher processes to list;
+// Sync waits for every pending diff.
+func TestSyncWaitsForFetches(t *testing.T) {
 	var mu sync.Mutex
 	calls := 0
 	p := start(t, presence.Config{Fetch: func(topic string, s presence.State) presence.State {
@@ -248,9 +251,10 @@ func (l *metasLog) get(topic string) map[string][]json.RawMessage {
 	return l.last[topic]
 }
 
-// PR-15 (handle_metas without init raises): a Go closure carries its own
-// state, so HandleMetas needs no init; a nil HandleMetas is simply off.
-func TestPR15_HandleMetasNeedsNoInit(t *testing.T) {
+// Phoenix raises when handle_metas is defined without init; a Go closure
+// carries its own state, so HandleMetas needs no init; a nil HandleMetas is
+// simply off.
+func TestHandleMetasNeedsNoInit(t *testing.T) {
 	var l metasLog
 	p := start(t, presence.Config{HandleMetas: l.handle})
 	p.Track(context.Background(), "o", "t", "u", meta(`{}`))
@@ -273,7 +277,7 @@ func refs(t *testing.T, ms []json.RawMessage) []any {
 	return out
 }
 
-func TestPR16_FirstJoinCreatesTopic(t *testing.T) {
+func TestFirstJoinCreatesTopic(t *testing.T) {
 	p, l := setupMetas(t)
 	r, _ := p.Track(context.Background(), "o", "t", "u1", meta(`{}`))
 	p.Sync()
@@ -282,7 +286,7 @@ func TestPR16_FirstJoinCreatesTopic(t *testing.T) {
 	}
 }
 
-func TestPR17_NewKeysAdded(t *testing.T) {
+func TestNewKeysAdded(t *testing.T) {
 	p, l := setupMetas(t)
 	ctx := context.Background()
 	p.Track(ctx, "o1", "t", "u1", meta(`{}`))
@@ -293,7 +297,7 @@ func TestPR17_NewKeysAdded(t *testing.T) {
 	}
 }
 
-func TestPR18_MetasAppendedInOrder(t *testing.T) {
+func TestMetasAppendedInOrder(t *testing.T) {
 	p, l := setupMetas(t)
 	ctx := context.Background()
 	r1, _ := p.Track(ctx, "o1", "t", "u1", meta(`{}`))
@@ -304,7 +308,7 @@ func TestPR18_MetasAppendedInOrder(t *testing.T) {
 	}
 }
 
-func TestPR19_LastLeaveEmptiesTopic(t *testing.T) {
+func TestLastLeaveEmptiesTopic(t *testing.T) {
 	p, l := setupMetas(t)
 	ctx := context.Background()
 	p.Track(ctx, "o1", "t", "u1", meta(`{}`))
@@ -315,7 +319,7 @@ func TestPR19_LastLeaveEmptiesTopic(t *testing.T) {
 	}
 }
 
-func TestPR20_SingleMetaKeyRemoved(t *testing.T) {
+func TestSingleMetaKeyRemoved(t *testing.T) {
 	p, l := setupMetas(t)
 	ctx := context.Background()
 	p.Track(ctx, "o1", "t", "u1", meta(`{}`))
@@ -327,7 +331,7 @@ func TestPR20_SingleMetaKeyRemoved(t *testing.T) {
 	}
 }
 
-func TestPR21_OneMetaOfManyRemoved(t *testing.T) {
+func TestOneMetaOfManyRemoved(t *testing.T) {
 	p, l := setupMetas(t)
 	ctx := context.Background()
 	r1, _ := p.Track(ctx, "o1", "t", "u1", meta(`{}`))

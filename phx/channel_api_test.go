@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Spec §7.8 CH-01…CH-06: the channel API (Phoenix.Channel's broadcast,
+// The channel API (Phoenix.Channel's broadcast,
 // broadcast_from, push, reply, socket_ref) as phx's Socket and Server
 // expose it.
 
@@ -22,10 +22,10 @@ func newAPIEnv(t *testing.T, fc *funcChannel) *testEnv {
 	})
 }
 
-// CH-01: a channel's Socket.Broadcast reaches every subscriber of the
+// A channel's Socket.Broadcast reaches every subscriber of the
 // topic, the caller included; Socket.BroadcastFrom reaches all but the
 // caller (V2 and V1 subscribers alike).
-func TestCH01_BroadcastFromExcludesCaller(t *testing.T) {
+func TestBroadcastFromExcludesCaller(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.dial("2.0.0")
 	b := e.dial("2.0.0")
@@ -57,12 +57,12 @@ func TestCH01_BroadcastFromExcludesCaller(t *testing.T) {
 	a.expect(`[null,"4","phoenix","phx_reply",{"status":"ok","response":{}}]`)
 }
 
-// CH-02: the same from another process — in Go, from a goroutine outside
+// The same from another process — in Go, from a goroutine outside
 // the channel callbacks, through a saved *Socket or through the Server:
 // Broadcast includes the socket, BroadcastFrom skips it; BroadcastFrom
 // with a nil socket skips no one; broadcasts made by one goroutine arrive
 // in order; a topic without subscribers is no error.
-func TestCH02_BroadcastFromAnotherGoroutine(t *testing.T) {
+func TestBroadcastFromAnotherGoroutine(t *testing.T) {
 	fc := &funcChannel{joined: make(chan *Socket, 4)}
 	e := newAPIEnv(t, fc)
 	a := e.dial("2.0.0")
@@ -125,12 +125,12 @@ func TestCH02_BroadcastFromAnotherGoroutine(t *testing.T) {
 	a.expect(`[null,"9","phoenix","phx_reply",{"status":"ok","response":{}}]`)
 }
 
-// CH-03: Socket.Push sends one encoded message to that socket's client
+// Socket.Push sends one encoded message to that socket's client
 // only: [join_ref, null, topic, event, payload] on V2, an object with
 // "ref":null on V1; from any goroutine. A payload that is not a JSON
 // object is an error and sends nothing; a push after the channel ended
 // returns ErrClosed.
-func TestCH03_PushEncodesToTransport(t *testing.T) {
+func TestPushEncodesToTransport(t *testing.T) {
 	fc := &funcChannel{joined: make(chan *Socket, 4)}
 	e := newAPIEnv(t, fc)
 	a := e.dial("2.0.0")
@@ -182,11 +182,11 @@ func TestCH03_PushEncodesToTransport(t *testing.T) {
 	a.expect(`[null,"10","phoenix","phx_reply",{"status":"ok","response":{}}]`)
 }
 
-// CH-04: a reply with a payload — HandleIn's returned *Reply — goes out as
+// A reply with a payload — HandleIn's returned *Reply — goes out as
 // phx_reply {"status", "response"} with the channel's join_ref and the
 // message's ref; any status string is kept; a response that does not
 // encode to a JSON object is logged and replaced by {}.
-func TestCH04_ReplyWithPayload(t *testing.T) {
+func TestReplyWithPayload(t *testing.T) {
 	fc := &funcChannel{handleIn: func(_ context.Context, _ *Socket, event string, p Payload) (*Reply, error) {
 		switch event {
 		case "ok":
@@ -229,10 +229,10 @@ func TestCH04_ReplyWithPayload(t *testing.T) {
 	)
 }
 
-// CH-05: a reply with a bare status (Phoenix's reply(ref, :ok)) — a Reply
+// A reply with a bare status (Phoenix's reply(ref, :ok)) — a Reply
 // with no Response — carries "response":{}; an empty Status means "ok";
 // a nil *Reply sends nothing.
-func TestCH05_ReplyBareStatus(t *testing.T) {
+func TestReplyBareStatus(t *testing.T) {
 	fc := &funcChannel{handleIn: func(_ context.Context, _ *Socket, event string, _ Payload) (*Reply, error) {
 		switch event {
 		case "ok":
@@ -264,7 +264,7 @@ func TestCH05_ReplyBareStatus(t *testing.T) {
 	)
 }
 
-// CH-06: Phoenix's socket_ref (reply later to a message) requires a joined
+// Phoenix's socket_ref (reply later to a message) requires a joined
 // socket with a ref. Not applicable as such in Go: phx has no deferred
 // reply — a reply exists only as HandleIn's return value, so it always
 // has the message's ref (ref null when the message had none) — and what
@@ -272,7 +272,7 @@ func TestCH05_ReplyBareStatus(t *testing.T) {
 // while the channel is joined: a socket whose Join failed, or whose
 // channel ended (left, crashed, connection closed), returns ErrClosed and
 // sends nothing; pushes made during a failed Join are dropped.
-func TestCH06_SavedSocketRequiresJoined(t *testing.T) {
+func TestSavedSocketRequiresJoined(t *testing.T) {
 	saved := make(chan *Socket, 8)
 	fc := &funcChannel{
 		join: func(_ context.Context, s *Socket, p Payload) (any, error) {

@@ -37,8 +37,8 @@ type Config struct {
 	// Mount+"/websocket" and Mount+"/longpoll". Default "/socket".
 	Mount string
 
-	// Channels routes topics to channels, first match wins (spec §5.4:
-	// exact topics or "prefix*" patterns). A topic no route matches gets an
+	// Channels routes topics to channels, first match wins (exact topics
+	// or "prefix*" patterns, as Phoenix's channel routes). A topic no route matches gets an
 	// "unmatched topic" error reply. Required for anything useful.
 	Channels []Route
 
@@ -50,8 +50,8 @@ type Config struct {
 	// *ConnectError), long-poll with body status 403.
 	Connect func(ctx context.Context, info *ConnectInfo) (Identity, error)
 
-	// AllowedOrigins is the check_origin list of spec §5.8, consulted only
-	// when a request has an Origin header. Entries are "https://host",
+	// AllowedOrigins is the list form of Phoenix's check_origin, consulted
+	// only when a request has an Origin header. Entries are "https://host",
 	// "https://host:port", "//host" (any scheme and port), "//*.host"
 	// (host and its subdomains); an entry with a scheme but no port allows
 	// only that scheme's default port. The single entry "*" allows every

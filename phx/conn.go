@@ -13,8 +13,9 @@ import (
 	"unicode/utf8"
 )
 
-// WebSocket close codes used by the server (spec §5.6, X-09: never 1000
-// for a server-initiated close).
+// WebSocket close codes used by the server. None is 1000: phoenix.js up to
+// 1.8.15 does not reconnect after a server-initiated close with 1000, so the
+// server never uses it.
 const (
 	CloseGoingAway       = 1001 // server shutdown, Server.Disconnect
 	CloseProtocolError   = 1002 // idle timeout (as Bandit)
@@ -31,8 +32,9 @@ const (
 )
 
 // conn is one client connection (a WebSocket, or a long-poll session),
-// independent of its transport: the channel table and the rules of spec
-// §5.4, and the bounded output queue its transport drains.
+// independent of its transport: the channel table and the rules by which
+// each client message is answered (see handle), and the bounded output
+// queue its transport drains.
 type conn struct {
 	srv       *Server
 	transport string
@@ -440,7 +442,9 @@ func (c *conn) send(f frame) {
 }
 
 // handleFrame decodes and handles one client frame. A decode error is
-// returned (the transport closes the connection: spec §5.7, X-09).
+// returned: the transport closes the connection with a code other than
+// 1000 and never answers the frame with a phx_reply (an undecodable frame
+// has no ref to answer; Phoenix drops the connection too).
 func (c *conn) handleFrame(data []byte, binary bool) error {
 	if int64(len(data)) > c.srv.cfg.MaxFrameSize {
 		return fmt.Errorf("%w: frame of %d bytes over the limit", errTooBig, len(data))
@@ -479,7 +483,13 @@ func closeFor(err error) (int, string) {
 	return CloseInvalidData, "malformed frame"
 }
 
-// handle applies the processing rules of spec §5.4 to one message.
+// handle answers one client message as a Phoenix socket does: a heartbeat
+// on "phoenix" gets an ok reply whatever its join_ref; phx_join joins (or
+// replaces) the topic's channel; phx_leave of a topic not joined gets an ok
+// reply; any other event of a topic not joined gets "unmatched topic"; a
+// message whose join_ref is neither null nor the channel's current one is
+// stale and dropped without a reply; otherwise a leave ends the channel and
+// anything else goes to its HandleIn.
 func (c *conn) handle(m message) {
 	if m.topic == TopicPhoenix && m.event == EventHeartbeat {
 		c.sendReply(nil, m.ref, m.topic, "ok", nil)
@@ -490,12 +500,12 @@ func (c *conn) handle(m message) {
 	case m.event == EventJoin:
 		c.join(m, s)
 	case s == nil && m.event == EventLeave:
-		// rule 5: ok, echoing join_ref and ref.
+		// Leaving a topic not joined: ok, echoing join_ref and ref.
 		c.sendReply(m.joinRef, m.ref, m.topic, "ok", nil)
 	case s == nil:
 		c.sendReply(nil, m.ref, m.topic, "error", reasonUnmatched)
 	case !m.joinRef.isNull() && !m.joinRef.equal(s.joinRef):
-		// rules 4 and 6: a stale join_ref is dropped without a reply.
+		// A stale join_ref (a leave or an event) is dropped without a reply.
 	case m.event == EventLeave:
 		c.sendReply(s.joinRef, m.ref, m.topic, "ok", nil)
 		c.stop(s, ErrLeft, true)
@@ -547,7 +557,9 @@ func (c *conn) allowJoin() bool {
 	return true
 }
 
-// join handles phx_join (rules 2 and 3).
+// join handles phx_join, of a topic not joined or, when old is set, of one
+// already joined (a duplicate join: old ends, and its phx_close follows the
+// new join's reply).
 func (c *conn) join(m message, old *Socket) {
 	if old == nil && len(c.channels) >= c.srv.cfg.MaxChannels {
 		c.log.Warn("phx: too many channels joined", "peer", c.peer, "id", c.ident.ID, "topic", m.topic, "max", c.srv.cfg.MaxChannels)
@@ -718,7 +730,7 @@ func (c *conn) terminate(s *Socket, why error) {
 }
 
 // closeFrame is the phx_close of s: join_ref = ref = its join_ref (V2);
-// ref null in V1 (spec §10.2).
+// ref null in V1, as Phoenix sends it (its V1 transport keeps no join_ref).
 func (c *conn) closeFrame(s *Socket) frame {
 	jr := s.joinRef
 	if c.ser == serV1 {

@@ -15,7 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// Spec §7.8 WS-05…WS-11 and LP-03…LP-06: connect_info. Phoenix hands the
+// connect_info, over WebSocket and long-poll. Phoenix hands the
 // socket's connect/3 an opt-in connect_info map (x_headers,
 // sec_websocket_headers, trace_context_headers, peer_data, uri,
 // user_agent, session, custom keys). phx's equivalent is *ConnectInfo:
@@ -114,9 +114,9 @@ func (e *testEnv) dialWS(d *websocket.Dialer, params url.Values, hdr http.Header
 	return ws
 }
 
-// WS-05: x-headers — every X-* header of the upgrade request reaches
+// X-headers — every X-* header of the upgrade request reaches
 // Connect, repeated headers included, and nothing else is made up.
-func TestWS05_ConnectInfoXHeaders(t *testing.T) {
+func TestWebSocketConnectInfoXHeaders(t *testing.T) {
 	e, seen := newInfoEnv(t, nil)
 	hdr := http.Header{
 		"X-Forwarded-For":   {"203.0.113.7"},
@@ -143,10 +143,10 @@ func TestWS05_ConnectInfoXHeaders(t *testing.T) {
 	}
 }
 
-// WS-06: sec-websocket headers — Sec-WebSocket-Key, -Version, -Protocol
+// Sec-WebSocket headers — Sec-WebSocket-Key, -Version, -Protocol
 // (the offered list, auth token entry included) and -Extensions reach
 // Connect as the client sent them.
-func TestWS06_ConnectInfoSecWebSocketHeaders(t *testing.T) {
+func TestWebSocketConnectInfoSecWebSocketHeaders(t *testing.T) {
 	e, seen := newInfoEnv(t, nil)
 	d := websocket.Dialer{
 		Subprotocols:      []string{"phoenix", "base64url.bearer.phx.dG9r"},
@@ -172,9 +172,9 @@ func TestWS06_ConnectInfoSecWebSocketHeaders(t *testing.T) {
 	}
 }
 
-// WS-07: trace context headers — traceparent and tracestate reach
+// Trace context headers — traceparent and tracestate reach
 // Connect.
-func TestWS07_ConnectInfoTraceContext(t *testing.T) {
+func TestWebSocketConnectInfoTraceContext(t *testing.T) {
 	e, seen := newInfoEnv(t, nil)
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	e.dialWS(websocket.DefaultDialer, v2, http.Header{"Traceparent": {tp}, "Tracestate": {"congo=t61rcWkgMzE"}})
@@ -184,9 +184,9 @@ func TestWS07_ConnectInfoTraceContext(t *testing.T) {
 	}
 }
 
-// WS-08: peer data — the request's RemoteAddr is the client's own address
+// Peer data — the request's RemoteAddr is the client's own address
 // (ip:port of the TCP connection).
-func TestWS08_ConnectInfoPeerData(t *testing.T) {
+func TestWebSocketConnectInfoPeerData(t *testing.T) {
 	e, seen := newInfoEnv(t, nil)
 	ws := e.dialWS(websocket.DefaultDialer, v2, nil)
 	s := nextSeen(t, seen)
@@ -199,11 +199,11 @@ func TestWS08_ConnectInfoPeerData(t *testing.T) {
 	}
 }
 
-// WS-09: URI — host, path and query of the upgrade request, and the
+// URI — host, path and query of the upgrade request, and the
 // parameters (user params first, then vsn, as phoenix.js sends them)
 // with repeated keys kept. phx does not nest "a[b]" keys as Plug does:
 // they arrive as flat keys.
-func TestWS09_ConnectInfoURI(t *testing.T) {
+func TestWebSocketConnectInfoURI(t *testing.T) {
 	e, seen := newInfoEnv(t, nil)
 	raw := "token=abc&user%5Bname%5D=jo%20e&tag=a&tag=b&vsn=2.0.0"
 	ws, _, err := websocket.DefaultDialer.Dial(e.wsURL("/socket/websocket", nil)+"?"+raw, nil)
@@ -230,8 +230,8 @@ func TestWS09_ConnectInfoURI(t *testing.T) {
 	}
 }
 
-// WS-10: user agent — the upgrade request's User-Agent reaches Connect.
-func TestWS10_ConnectInfoUserAgent(t *testing.T) {
+// User agent — the upgrade request's User-Agent reaches Connect.
+func TestWebSocketConnectInfoUserAgent(t *testing.T) {
 	e, seen := newInfoEnv(t, nil)
 	e.dialWS(websocket.DefaultDialer, v2, http.Header{"User-Agent": {"Mozilla/5.0 (phx-test)"}})
 	if s := nextSeen(t, seen); s.userAgent != "Mozilla/5.0 (phx-test)" {
@@ -239,13 +239,13 @@ func TestWS10_ConnectInfoUserAgent(t *testing.T) {
 	}
 }
 
-// WS-11: session and custom keys. Phoenix reads the session cookie only
+// Session and custom keys. Phoenix reads the session cookie only
 // with a valid _csrf_token parameter. phx has no session store: Connect
 // gets the request's cookies and the _csrf_token parameter and applies
 // that rule itself (here: cookie "_app_key" must be present and
 // "_csrf_token" must match it); custom values are whatever the Connect
 // closure captured, and reach the channels as Identity.Assigns.
-func TestWS11_ConnectInfoSessionAndCustom(t *testing.T) {
+func TestWebSocketConnectInfoSessionAndCustom(t *testing.T) {
 	const custom = "static-value"
 	e := newEnv(t, func(c *Config) {
 		c.Connect = func(_ context.Context, info *ConnectInfo) (Identity, error) {
@@ -335,9 +335,9 @@ func (e *testEnv) lpGet(client *http.Client, params url.Values, hdr http.Header)
 	return body.Status, body.Token
 }
 
-// LP-03: x-headers of the long-poll GET that creates the session reach
+// X-headers of the long-poll GET that creates the session reach
 // Connect; the session's later requests do not run Connect again.
-func TestLP03_ConnectInfoXHeaders(t *testing.T) {
+func TestLongPollConnectInfoXHeaders(t *testing.T) {
 	e, seen := newInfoEnv(t, nil)
 	status, tok := e.lpGet(http.DefaultClient, v2, http.Header{"X-Forwarded-For": {"198.51.100.2"}, "X-App": {"1"}})
 	if status != 410 || tok == "" {
@@ -358,8 +358,8 @@ func TestLP03_ConnectInfoXHeaders(t *testing.T) {
 	}
 }
 
-// LP-04: trace context headers of the long-poll GET reach Connect.
-func TestLP04_ConnectInfoTraceContext(t *testing.T) {
+// Trace context headers of the long-poll GET reach Connect.
+func TestLongPollConnectInfoTraceContext(t *testing.T) {
 	e, seen := newInfoEnv(t, nil)
 	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
 	e.lpGet(http.DefaultClient, v2, http.Header{"Traceparent": {tp}, "Tracestate": {"rojo=00f067aa0ba902b7"}})
@@ -369,9 +369,9 @@ func TestLP04_ConnectInfoTraceContext(t *testing.T) {
 	}
 }
 
-// LP-05: peer data — the long-poll GET's RemoteAddr is the client's
+// Peer data — the long-poll GET's RemoteAddr is the client's
 // address.
-func TestLP05_ConnectInfoPeerData(t *testing.T) {
+func TestLongPollConnectInfoPeerData(t *testing.T) {
 	e, seen := newInfoEnv(t, nil)
 	client, addrs := lpClient(t)
 	if status, _ := e.lpGet(client, v2, nil); status != 410 {
@@ -382,10 +382,10 @@ func TestLP05_ConnectInfoPeerData(t *testing.T) {
 	}
 }
 
-// LP-06: URI — path, host and query of the long-poll GET, the params,
+// URI — path, host and query of the long-poll GET, the params,
 // transport "longpoll", the negotiated vsn and the X-Phoenix-AuthToken
 // header as AuthToken; a refused Connect gives body status 403.
-func TestLP06_ConnectInfoURI(t *testing.T) {
+func TestLongPollConnectInfoURI(t *testing.T) {
 	e, seen := newInfoEnv(t, func(info *ConnectInfo) error {
 		if info.AuthToken != "lp-token" {
 			return errors.New("bad token")

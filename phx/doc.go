@@ -24,14 +24,16 @@
 // that channel, so a client never sees a channel's messages before it knows
 // the join succeeded.
 //
-// Each WebSocket has one reader goroutine (the HTTP handler's, which also
-// runs the channel callbacks) and one writer goroutine draining a bounded
-// queue of pre-encoded frames; a broadcast is encoded once per serializer
-// and the same bytes are queued to every subscriber; a client that cannot
-// keep up is closed (1008 "slow consumer") instead of stalling others.
-// Malformed or oversized frames close the connection with 1007 or 1009 and
-// never produce a phx_reply; no server-initiated close uses code 1000,
-// because phoenix.js does not reconnect after a normal close.
+// Each WebSocket has one reader goroutine, which also runs the channel
+// callbacks, and a bounded queue of pre-encoded frames, written by the
+// goroutine that queues them when the socket takes them at once and
+// otherwise by a writer goroutine that exists only while frames wait; a
+// broadcast is encoded once per serializer and the same bytes are queued to
+// every subscriber; a client that cannot keep up is closed (1008 "slow
+// consumer") instead of stalling others. Malformed or oversized frames
+// close the connection with 1007 or 1009 and never produce a phx_reply; no
+// server-initiated close uses code 1000, because phoenix.js up to 1.8.15
+// does not reconnect after a normal close.
 // Server.Shutdown closes every socket with 1001 (GoingAway).
 //
 // Long-poll follows phoenix.js's LongPoll transport: every answer is

@@ -9,10 +9,10 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// malformed frames close the connection with a reason and a code
+// Malformed frames close the connection with a reason and a code
 // other than 1000, never produce a phx_reply, and do not disturb other
 // connections.
-func TestX09_MalformedFramesClose(t *testing.T) {
+func TestMalformedFramesClose(t *testing.T) {
 	cases := []struct {
 		name   string
 		vsn    string

@@ -10,7 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// Spec §7.8 WS-12…WS-14 and LP-15: logging. Phoenix logs each connect
+// Logging. Phoenix logs each connect
 // ("CONNECTED TO …" with params, switchable by the socket's :log option)
 // and each join and handle_in with params filtered by
 // :filter_parameters. phx logs no successful connect, join or event at
@@ -22,11 +22,11 @@ import (
 // Secrets the clients below send; none may appear in a log record.
 var logSecrets = []string{"s3cret-tok", "hunter2", "c2VjcmV0", "sub-secret"}
 
-// WS-12: connect logging on — with Config.Logger set, refused WebSocket
+// Connect logging on — with Config.Logger set, refused WebSocket
 // connections are logged (connect refusal, unsupported vsn, origin) with
 // the transport and cause but without the query params or the auth
 // token; an accepted connection is not logged.
-func TestWS12_ConnectLogging(t *testing.T) {
+func TestConnectLogging(t *testing.T) {
 	lc := &logCapture{}
 	e := newEnv(t, func(c *Config) {
 		c.Logger = lc.logger()
@@ -63,10 +63,10 @@ func TestWS12_ConnectLogging(t *testing.T) {
 	lc.checkNoSecrets(t, logSecrets...)
 }
 
-// WS-13: connect logging off — with a nil Config.Logger nothing is
+// Connect logging off — with a nil Config.Logger nothing is
 // logged anywhere: phx does not fall back to slog's (or log's) default
 // logger, even for refusals and crashes.
-func TestWS13_NoLoggerLogsNothing(t *testing.T) {
+func TestNoLoggerLogsNothing(t *testing.T) {
 	def := captureDefaultLogger(t)
 	e := newEnv(t, func(c *Config) { c.Logger = nil })
 	if _, resp, _ := e.tryDial("2.0.0", nil, "refuse", "1"); resp == nil || resp.StatusCode != 403 {
@@ -98,12 +98,12 @@ func TestWS13_NoLoggerLogsNothing(t *testing.T) {
 	}
 }
 
-// WS-14: join and handle_in logging with filtered params. phx logs no
+// Join and handle_in logging with filtered params. phx logs no
 // join or event; what it does log about them (unmatched topic, channel
 // limit, join crash or panic, channel crash or panic, malformed frame)
 // names the topic and event but never the payload, so secrets in join
 // params or event payloads ("token", "password") never reach the log.
-func TestWS14_JoinAndEventLogsOmitParams(t *testing.T) {
+func TestJoinAndEventLogsOmitParams(t *testing.T) {
 	lc := &logCapture{}
 	e := newEnv(t, func(c *Config) {
 		c.Logger = lc.logger()
@@ -154,11 +154,11 @@ func TestWS14_JoinAndEventLogsOmitParams(t *testing.T) {
 	lc.checkNoSecrets(t, logSecrets...)
 }
 
-// LP-15: join params are not logged over long-poll either: the same
+// Join params are not logged over long-poll either: the same
 // join and event outcomes, a refused session whose GET carried a token
 // (query and X-Phoenix-AuthToken) and a POST with an invalid base64 line
 // log topic, event and cause only.
-func TestLP15_JoinParamsNotLogged(t *testing.T) {
+func TestLongPollJoinParamsNotLogged(t *testing.T) {
 	lc := &logCapture{}
 	e := newEnv(t, func(c *Config) { c.Logger = lc.logger() })
 

@@ -15,11 +15,12 @@ import (
 	"github.com/gopresence/presence/internal/jsonstr"
 )
 
-// maxLongPollLines is how many ndjson lines of one POST are used (spec
-// §5.9); the rest are ignored.
+// maxLongPollLines is how many ndjson lines of one POST are used, as in
+// Phoenix (phoenix.js batches at most 100 per POST); the rest are ignored.
 const maxLongPollLines = 100
 
-// lpTransport serves Mount+"/longpoll" (spec §5.9, §10.2).
+// lpTransport serves Mount+"/longpoll", Phoenix's long-poll transport:
+// every answer is HTTP 200 with the logical status in the JSON body.
 type lpTransport struct {
 	srv     *Server
 	origins originPolicy
@@ -100,7 +101,8 @@ func writeLPMessages(w http.ResponseWriter, token string, q []frame) {
 
 func (t *lpTransport) serve(w http.ResponseWriter, r *http.Request) {
 	s := t.srv
-	// The origin check runs before method dispatch (spec §10.2).
+	// The origin check runs before method dispatch, as in Phoenix: a
+	// preflight from a refused origin also gets {"status":403}.
 	if !s.allowOrigin(r, t.origins) {
 		s.log.Warn("phx: long-poll origin refused", "peer", r.RemoteAddr, "origin", r.Header.Get("Origin"), "allow", s.cfg.OriginHint)
 		writeLP(w, lpBody{Status: http.StatusForbidden})
@@ -297,7 +299,7 @@ func (sess *lpSession) poll(w http.ResponseWriter, r *http.Request) {
 // errBadLine is an ndjson line that is neither a text frame nor base64.
 var errBadLine = errors.New("phx: long-poll line is not base64")
 
-// decodeLongPollBody splits a POST body into frames (spec §5.9): for
+// decodeLongPollBody splits a POST body into frames: for
 // ndjson, at most the first 100 non-empty lines, each a text frame when it
 // starts with '[' and otherwise the standard base64 of a binary frame; for
 // any other content type, the whole body is one text frame.

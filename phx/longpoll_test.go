@@ -101,9 +101,9 @@ func (e *testEnv) lpOpen(params url.Values) string {
 	return tok
 }
 
-// LP-01 / LP-07 / LP-08: first GET 410 + token; POST join; GET replies,
+// First GET 410 + token; POST join; GET replies,
 // broadcasts and pushes; empty poll → 204 after the window.
-func TestLP01_Session(t *testing.T) {
+func TestLongPollSession(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.LongPollWindow = 200 * time.Millisecond })
 	tok := e.lpOpen(v2)
 	r := e.lpDo("POST", v2, tok, "application/x-ndjson", `["1","1","room:lp","phx_join",{"push":true}]`, nil)
@@ -121,8 +121,8 @@ func TestLP01_Session(t *testing.T) {
 		`["1",null,"room:lp","joined_push",{"topic":"room:lp"}]`); !slices.Equal(got, want) {
 		t.Fatalf("messages %v want %v", got, want)
 	}
-	// Two frames in one POST; a non-join message without join_ref (LP-08);
-	// an event on an unjoined topic (LP-07).
+	// Two frames in one POST; a non-join message without join_ref (it needs
+	// none); an event on an unjoined topic (answered "unmatched topic").
 	r = e.lpDo("POST", v2, tok, "application/x-ndjson",
 		"[null,\"2\",\"phoenix\",\"heartbeat\",{}]\r\n[null,\"3\",\"room:lp\",\"broadcast\",{\"x\":1}]\n[null,\"4\",\"room:none\",\"echo\",{}]\n", nil)
 	if r.rawBody != `{"status":200}` {
@@ -136,7 +136,7 @@ func TestLP01_Session(t *testing.T) {
 		`[null,"4","room:none","phx_reply",{"status":"error","response":{"reason":"unmatched topic"}}]`); !slices.Equal(got, want) {
 		t.Fatalf("messages %v want %v", got, want)
 	}
-	// LP-20: a POST with another (or no) content type is one frame.
+	// A POST with another (or no) content type is one frame.
 	r = e.lpDo("POST", v2, tok, "", `["1","5","room:lp","echo",{"n":5}]`, nil)
 	if r.rawBody != `{"status":200}` {
 		t.Fatalf("POST: %s", r.rawBody)
@@ -161,7 +161,7 @@ func TestLP01_Session(t *testing.T) {
 	if got, want := r.messages(t), canonAll(t, `[null,null,"room:lp","late",{"n":1}]`); !slices.Equal(got, want) {
 		t.Fatalf("messages %v want %v", got, want)
 	}
-	// LP-17: leave → reply, then phx_close.
+	// Leave → reply, then phx_close.
 	e.lpDo("POST", v2, tok, "application/x-ndjson", `["1","7","room:lp","phx_leave",{}]`, nil)
 	r = e.lpDo("GET", v2, tok, "", "", nil)
 	if got, want := r.messages(t), canonAll(t,
@@ -187,7 +187,7 @@ func TestLPBadTokens(t *testing.T) {
 	if tok == "bogus" {
 		t.Fatal("token reused")
 	}
-	// LP-25: the header token wins over a stale query token.
+	// The header token wins over a stale query token.
 	e.lpDo("POST", v2, "", "application/x-ndjson", `[null,"1","phoenix","heartbeat",{}]`, http.Header{"X-Phoenix-Longpoll-Token": {tok}})
 	r = e.lpDo("GET", v2, "stale", "", "", http.Header{"X-Phoenix-Longpoll-Token": {tok}})
 	if r.status() != 200 || len(r.messages(t)) != 1 {
@@ -211,9 +211,9 @@ func TestLPOptions(t *testing.T) {
 	}
 }
 
-// LP-13 / LP-14 / LP-19 / LP-21: refusals answer HTTP 200 with body status
+// Refusals answer HTTP 200 with body status
 // 403 (the origin check also before OPTIONS).
-func TestLP13_Refusals(t *testing.T) {
+func TestLongPollRefusals(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.AllowedOrigins = []string{"//good.example"} })
 	for _, tc := range []struct {
 		method string
@@ -237,9 +237,9 @@ func TestLP13_Refusals(t *testing.T) {
 	}
 }
 
-// LP-09 / LP-12: ndjson batches in order, stale join_refs ignored, base64
+// NDJSON batches in order, stale join_refs ignored, base64
 // binary lines accepted, lines after the first 100 ignored.
-func TestLP09_NDJSON(t *testing.T) {
+func TestLongPollNDJSON(t *testing.T) {
 	e := newEnv(t, nil)
 	tok := e.lpOpen(v2)
 	bin := append([]byte{0, 1, 1, 6, 4}, "1xroom:becho"...)
@@ -292,8 +292,8 @@ func TestLPMalformedEndsSession(t *testing.T) {
 	}
 }
 
-// LP-10: a session without polls ends and its channels terminate.
-func TestLP10_InactiveSession(t *testing.T) {
+// A session without polls ends and its channels terminate.
+func TestLongPollInactiveSession(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.LongPollWindow = 100 * time.Millisecond })
 	tok := e.lpOpen(v2)
 	e.lpDo("POST", v2, tok, "application/x-ndjson", `["1","1","room:i","phx_join",{}]`, nil)
@@ -306,8 +306,8 @@ func TestLP10_InactiveSession(t *testing.T) {
 	}
 }
 
-// LP-18: Disconnect ends long-poll sessions; a waiting poll gets 410.
-func TestLP18_Disconnect(t *testing.T) {
+// Disconnect ends long-poll sessions; a waiting poll gets 410.
+func TestLongPollDisconnect(t *testing.T) {
 	e := newEnv(t, nil)
 	tok := e.lpOpen(url.Values{"vsn": {"2.0.0"}, "id": {"u:1"}})
 	done := make(chan lpResp, 1)

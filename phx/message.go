@@ -10,7 +10,7 @@ import (
 	"github.com/gopresence/presence/internal/jsonstr"
 )
 
-// Reserved events of the channel protocol (spec §5.3).
+// Reserved events of the Phoenix channel protocol.
 const (
 	EventJoin      = "phx_join"
 	EventLeave     = "phx_leave"
@@ -26,14 +26,16 @@ const (
 var errMalformed = errors.New("phx: malformed frame")
 
 // ref is an opaque reference (ref or join_ref) as raw JSON: nil means null.
-// Refs are echoed byte for byte (spec §5.2: the server never interprets
-// them beyond equality).
+// Refs are echoed byte for byte: they are the client's, and the server never
+// interprets them beyond equality.
 type ref []byte
 
 var jsonNull = []byte("null")
 
-// stringRef makes a JSON string ref; "" gives nil (spec §10.2: an empty
-// join_ref in a binary frame counts as absent).
+// stringRef makes a JSON string ref; "" gives nil: an empty join_ref in a
+// binary frame counts as absent (Phoenix keeps "" and then drops such a push
+// to a joined topic as stale; phoenix.js always sends a join_ref, so both
+// readings suit it).
 func stringRef(s string) ref {
 	if s == "" {
 		return nil
@@ -77,7 +79,8 @@ func normRef(raw json.RawMessage) ref {
 	return ref(bytes.Clone(raw))
 }
 
-// message is one decoded client frame (spec §5.2).
+// message is one decoded client frame: the five fields every Phoenix frame
+// carries.
 type message struct {
 	joinRef ref
 	ref     ref
@@ -99,7 +102,7 @@ type Payload struct {
 	IsBinary bool
 }
 
-// Binary is a payload sent to clients as a V2 binary frame (spec §5.2):
+// Binary is a payload sent to clients as a V2 binary frame:
 // pass it to Push, Broadcast or as a Reply's Response. Over V1 and
 // long-poll, which cannot carry server-to-client binary frames, such
 // frames are dropped.
@@ -327,7 +330,7 @@ func (f frame) size() int64 {
 }
 
 // encodeText encodes a JSON frame with an already encoded object payload.
-// V1 never carries join_ref (spec §5.2).
+// V1 never carries join_ref (Phoenix's V1 serializer writes none).
 func (s serializer) encodeText(joinRef, ref ref, topic, event string, payload []byte) frame {
 	var b []byte
 	if s == serV1 {
@@ -359,7 +362,7 @@ func (s serializer) encodeText(joinRef, ref ref, topic, event string, payload []
 }
 
 // errFieldTooLong is returned when a binary frame's string field exceeds 255
-// bytes (spec §5.2, SZ-12/14/16).
+// bytes: its length must fit the one-byte length of the frame header.
 var errFieldTooLong = errors.New("phx: binary frame field longer than 255 bytes")
 
 func checkFields(fields ...string) error {
@@ -413,7 +416,8 @@ func encodeBinaryBroadcast(topic, event string, payload []byte) (frame, error) {
 	return frame{data: b, binary: true}, nil
 }
 
-// errNotObject is returned for a JSON payload that is not an object (SZ-06).
+// errNotObject is returned for a JSON payload that is not an object: the
+// serializers, as Phoenix's, only send object payloads.
 var errNotObject = errors.New("phx: payload must encode to a JSON object")
 
 // JSONAppender is a payload that encodes itself: AppendJSON appends one

@@ -10,9 +10,9 @@ import (
 	"unicode/utf8"
 )
 
-// SZ-01 / SZ-04: V1 encodes messages, replies and broadcasts as objects
+// V1 encodes messages, replies and broadcasts as objects
 // without join_ref.
-func TestSZ01_V1Encode(t *testing.T) {
+func TestV1Encode(t *testing.T) {
 	got := string(serV1.encodeText(ref(`"1"`), nil, "t", "e", []byte(`{"m":1}`)).data)
 	if want := `{"topic":"t","event":"e","payload":{"m":1},"ref":null}`; got != want {
 		t.Fatalf("got %s want %s", got, want)
@@ -23,8 +23,8 @@ func TestSZ01_V1Encode(t *testing.T) {
 	}
 }
 
-// SZ-02 / SZ-03 / SK-02: V1 decodes; non-objects and missing keys fail.
-func TestSZ02_V1Decode(t *testing.T) {
+// V1 decodes; non-objects and missing keys fail.
+func TestV1Decode(t *testing.T) {
 	m, err := decodeV1([]byte(`{"topic":"t","event":"e","payload":{"a":1},"ref":"5","join_ref":"3"}`))
 	if err != nil || m.topic != "t" || m.event != "e" || string(m.ref) != `"5"` || string(m.joinRef) != `"3"` || string(m.payload.JSON) != `{"a":1}` {
 		t.Fatalf("%+v %v", m, err)
@@ -40,8 +40,8 @@ func TestSZ02_V1Decode(t *testing.T) {
 	}
 }
 
-// SZ-05 / SZ-07 / SZ-09: V2 encodes messages, replies and broadcasts.
-func TestSZ05_V2Encode(t *testing.T) {
+// V2 encodes messages, replies and broadcasts.
+func TestV2Encode(t *testing.T) {
 	cases := []struct{ got, want string }{
 		{string(serV2.encodeText(nil, nil, "t", "e", []byte(`{"m":1}`)).data), `[null,null,"t","e",{"m":1}]`},
 		{string(serV2.encodeText(ref(`"1"`), ref(`"2"`), "t", EventReply, replyPayload("ok", []byte(`{"a":1}`))).data), `["1","2","t","phx_reply",{"status":"ok","response":{"a":1}}]`},
@@ -54,8 +54,8 @@ func TestSZ05_V2Encode(t *testing.T) {
 	}
 }
 
-// SZ-06 / SZ-10: payloads must be objects.
-func TestSZ06_NonObjectPayload(t *testing.T) {
+// Payloads must be objects.
+func TestNonObjectPayload(t *testing.T) {
 	for _, v := range []any{"s", 1, []int{1}, json.RawMessage(`[1]`), json.RawMessage(`nope`), []byte("x")} {
 		if _, err := marshalObject(v); err == nil {
 			t.Errorf("%#v accepted", v)
@@ -68,8 +68,8 @@ func TestSZ06_NonObjectPayload(t *testing.T) {
 	}
 }
 
-// SZ-08: V2 decodes text frames.
-func TestSZ08_V2Decode(t *testing.T) {
+// V2 decodes text frames.
+func TestV2Decode(t *testing.T) {
 	m, err := decodeV2([]byte(`["1","2","t","e",{"a":1},"extra"]`))
 	if err != nil || string(m.joinRef) != `"1"` || string(m.ref) != `"2"` || m.topic != "t" || m.event != "e" || string(m.payload.JSON) != `{"a":1}` {
 		t.Fatalf("%+v %v", m, err)
@@ -85,9 +85,9 @@ func TestSZ08_V2Decode(t *testing.T) {
 	}
 }
 
-// SZ-11 / SZ-13 / SZ-15: binary push, reply and broadcast encodings (spec
-// §5.2 vectors).
-func TestSZ11_BinaryEncode(t *testing.T) {
+// Binary push, reply and broadcast encodings, checked against the byte
+// vectors of Phoenix's serializer tests.
+func TestBinaryEncode(t *testing.T) {
 	f, _ := encodeBinaryReply("12", "123", "topic", "ok", []byte("efg"))
 	if got, want := hex.EncodeToString(f.data), "0102030502"+hex.EncodeToString([]byte("12123topicokefg")); got != want {
 		t.Errorf("reply %s want %s", got, want)
@@ -102,8 +102,8 @@ func TestSZ11_BinaryEncode(t *testing.T) {
 	}
 }
 
-// SZ-12 / SZ-14 / SZ-16: fields over 255 bytes are refused.
-func TestSZ12_BinaryFieldTooLong(t *testing.T) {
+// Fields over 255 bytes are refused.
+func TestBinaryFieldTooLong(t *testing.T) {
 	long := strings.Repeat("x", 256)
 	if _, err := encodeBinaryPush(long, "t", "e", nil); !errors.Is(err, errFieldTooLong) {
 		t.Error("push")
@@ -119,15 +119,16 @@ func TestSZ12_BinaryFieldTooLong(t *testing.T) {
 	}
 }
 
-// SZ-17: binary decode of a client push.
-func TestSZ17_BinaryDecode(t *testing.T) {
+// Binary decode of a client push.
+func TestBinaryDecode(t *testing.T) {
 	b := append([]byte{0, 2, 3, 5, 5}, "12123topicevent"...)
 	b = append(b, "efg"...)
 	m, err := decodeBinary(b)
 	if err != nil || string(m.joinRef) != `"12"` || string(m.ref) != `"123"` || m.topic != "topic" || m.event != "event" || string(m.payload.Binary) != "efg" || !m.payload.IsBinary {
 		t.Fatalf("%+v %v", m, err)
 	}
-	// Empty join_ref counts as absent (spec §10.2); an empty payload is
+	// Empty join_ref counts as absent (Phoenix keeps "" and then drops the
+	// push as stale; phoenix.js never sends one); an empty payload is
 	// an empty, non-nil slice.
 	m, err = decodeBinary(append([]byte{0, 0, 1, 1, 1}, "1te"...))
 	if err != nil || m.joinRef != nil || m.payload.Binary == nil || len(m.payload.Binary) != 0 {
@@ -135,7 +136,7 @@ func TestSZ17_BinaryDecode(t *testing.T) {
 	}
 }
 
-// JS-S7: lengths are UTF-8 byte lengths.
+// Lengths are UTF-8 byte lengths.
 func TestBinaryUTF8Lengths(t *testing.T) {
 	f, _ := encodeBinaryBroadcast("tøpic", "évent", nil)
 	if f.data[1] != byte(len("tøpic")) || f.data[2] != byte(len("évent")) || utf8.RuneCountInString("tøpic") == len("tøpic") {
@@ -143,8 +144,8 @@ func TestBinaryUTF8Lengths(t *testing.T) {
 	}
 }
 
-// SK-01: routing by exact topics and prefix patterns.
-func TestSK01_Routes(t *testing.T) {
+// Routing by exact topics and prefix patterns.
+func TestRoutes(t *testing.T) {
 	cases := []struct {
 		pattern, topic string
 		ok             bool
@@ -166,7 +167,8 @@ func TestSK01_Routes(t *testing.T) {
 	}
 }
 
-// vsn negotiation (spec §5.1).
+// vsn negotiation: absent means 1.0.0; 1.0.x is V1 and 2.0.x V2, anything
+// else is refused.
 func TestNegotiate(t *testing.T) {
 	cases := map[string]serializer{
 		"": serV1, "1.0.0": serV1, "1.0.7": serV1, "2.0.0": serV2, "2.0.9": serV2, "2.0.1-rc.1": serV2,

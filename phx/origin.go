@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// originRule is one parsed AllowedOrigins entry; empty fields are
-// wildcards (spec §5.8).
+// originRule is one parsed AllowedOrigins entry; the parts an entry leaves
+// out (no scheme, no port) are wildcards, as in Phoenix's check_origin.
 type originRule struct {
 	scheme, host, port string
 	subdomains         bool // "*.host"

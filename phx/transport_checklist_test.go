@@ -16,15 +16,17 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// Spec §7.8: WS-20, WS-35, SK-04, LP-02, LP-11, LP-16, LP-27.
+// Transport scenarios of Phoenix's socket and long-poll suites: connect
+// errors, control frames, draining on shutdown, the channel limit, slow
+// publishes, channel crashes and async pongs.
 
-// WS-20: connect returning {:error, reason} goes to a custom error handler
+// Connect returning {:error, reason} goes to a custom error handler
 // (e.g. 429). phx's equivalent: Connect returns a *ConnectError whose
 // Status is the HTTP status of the refused upgrade (found through
 // wrapping too); a ConnectError without Status, or any other error, is
 // 403. Nothing is upgraded or registered. Long-poll always answers body
 // status 403 (HTTP 200).
-func TestWS20_ConnectErrorStatus(t *testing.T) {
+func TestConnectErrorStatus(t *testing.T) {
 	cause := errors.New("rate limited")
 	e := newEnv(t, func(c *Config) {
 		c.Connect = func(_ context.Context, info *ConnectInfo) (Identity, error) {
@@ -74,13 +76,13 @@ func TestWS20_ConnectErrorStatus(t *testing.T) {
 	}
 }
 
-// WS-35: control frames with payloads. A ping's payload (up to the 125
+// Control frames with payloads. A ping's payload (up to the 125
 // bytes a control frame may carry, or none) is echoed in the pong, in
 // order; an unsolicited pong with a payload is ignored; pings keep an
 // otherwise idle connection open; a client close frame with a code and a
 // reason is answered with that code and ends the channels. None of it
 // disturbs the channel traffic.
-func TestWS35_ControlFramesWithPayloads(t *testing.T) {
+func TestControlFramesWithPayloads(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
 	a := e.dial("2.0.0")
 	pongs := make(chan string, 32)
@@ -131,7 +133,7 @@ func TestWS35_ControlFramesWithPayloads(t *testing.T) {
 	}
 }
 
-// SK-04: the drainer (static, MFA and disabled configurations of
+// The drainer (static, MFA and disabled configurations of
 // Phoenix's socket drainer). phx has no drainer process: Server.Shutdown
 // replaces it — it refuses new connections, closes every WebSocket with
 // 1001 (Phoenix's drain uses 1012), ends every long-poll session (a
@@ -139,7 +141,7 @@ func TestWS35_ControlFramesWithPayloads(t *testing.T) {
 // replaces the drainer's total shutdown time (connections still open then
 // are dropped and ctx's error returned); Server.Close is the "disabled"
 // case: everything is dropped at once, without a close handshake.
-func TestSK04_ShutdownDrains(t *testing.T) {
+func TestShutdownDrains(t *testing.T) {
 	t.Run("graceful", func(t *testing.T) {
 		e := newEnv(t, nil)
 		a := e.dial("2.0.0")
@@ -257,10 +259,10 @@ func TestSK04_ShutdownDrains(t *testing.T) {
 	})
 }
 
-// LP-02: the 101st join of a long-poll session gets the error "too many
+// The 101st join of a long-poll session gets the error "too many
 // channels joined" (join_ref and ref echoed) in the next poll; after a
 // leave there is room again.
-func TestLP02_TooManyChannels(t *testing.T) {
+func TestLongPollTooManyChannels(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.JoinRate = -1 })
 	tok := e.lpOpen(v2)
 	var lines []string
@@ -326,7 +328,7 @@ func (e *testEnv) pollLoop(tok string, want int, timeout time.Duration) <-chan [
 	return out
 }
 
-// LP-11: upstream, a POSTed line not acknowledged by the session within
+// Upstream, a POSTed line not acknowledged by the session within
 // window_ms skips the rest of the batch and answers {"status":408}. Not
 // applicable in phx: a POST is handled synchronously by the request that
 // carries it (the session is not a separate process to wait for), so it
@@ -335,7 +337,7 @@ func (e *testEnv) pollLoop(tok string, want int, timeout time.Duration) <-chan [
 // answers {"status":200} once done; the replies reach the polling client.
 // (An undecodable line, the other upstream source of 408, is HTTP 400 and
 // ends the session: TestLPMalformedEndsSession.)
-func TestLP11_SlowPublishCompletes(t *testing.T) {
+func TestLongPollSlowPublishCompletes(t *testing.T) {
 	const window = 200 * time.Millisecond
 	const slow = 3 * window
 	fc := &funcChannel{handleIn: func(_ context.Context, _ *Socket, event string, p Payload) (*Reply, error) {
@@ -372,12 +374,12 @@ func TestLP11_SlowPublishCompletes(t *testing.T) {
 	}
 }
 
-// LP-16: a crashing channel (HandleIn returning an error, or panicking)
+// A crashing channel (HandleIn returning an error, or panicking)
 // over long-poll yields phx_error {"reason":"channel_crash"} with ref =
-// join_ref in the next poll (V1: ref null, spec §10.2); the channel is
+// join_ref in the next poll (V1: ref null, as Phoenix sends it); the channel is
 // terminated and forgotten (later events: "unmatched topic"), and the
 // topic can be joined again.
-func TestLP16_ChannelCrash(t *testing.T) {
+func TestLongPollChannelCrash(t *testing.T) {
 	for _, ev := range []string{"crash", "panic"} {
 		t.Run(ev, func(t *testing.T) {
 			e := newEnv(t, nil)
@@ -415,12 +417,12 @@ func TestLP16_ChannelCrash(t *testing.T) {
 	})
 }
 
-// LP-27: async pong. A heartbeat POSTed on a long-poll session is
+// Async pong. A heartbeat POSTed on a long-poll session is
 // answered in the next poll; a channel that answers a "ping" later, from
 // a goroutine of its own (Socket.Push after HandleIn returned), reaches a
 // poll that is already waiting, which returns as soon as the push is
 // buffered.
-func TestLP27_AsyncPong(t *testing.T) {
+func TestLongPollAsyncPong(t *testing.T) {
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
 	fc := &funcChannel{handleIn: func(_ context.Context, s *Socket, event string, p Payload) (*Reply, error) {

@@ -16,10 +16,11 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// authTokenPrefix is the subprotocol carrying the auth token (spec §5.1).
+// authTokenPrefix is the subprotocol phoenix.js uses to carry its auth
+// token (its authToken option), next to a "phoenix" subprotocol.
 const authTokenPrefix = "base64url.bearer.phx."
 
-// negotiate picks the serializer from the vsn parameter (spec §5.1): none
+// negotiate picks the serializer from the vsn parameter, as Phoenix: none
 // means 1.0.0; 1.0.x → V1; 2.0.x → V2; anything else is refused.
 func negotiate(params url.Values) (serializer, bool) {
 	vsn := "1.0.0"
@@ -92,7 +93,8 @@ func (t *wsTransport) init(s *Server) {
 }
 
 // authToken extracts the token of a "base64url.bearer.phx.<B>" subprotocol
-// (standard base64 without padding, spec §5.1).
+// (standard base64 without padding: despite the name, phoenix.js encodes
+// with btoa and strips the "=").
 func authToken(r *http.Request) string {
 	for _, p := range websocket.Subprotocols(r) {
 		if b, ok := strings.CutPrefix(p, authTokenPrefix); ok {
@@ -147,7 +149,7 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Select "phoenix" when offered (browsers abort a handshake that
-	// offered subprotocols and got none; spec §5.1 Compat).
+	// offered subprotocols and got none).
 	var hdr http.Header
 	for _, p := range websocket.Subprotocols(r) {
 		if p == "phoenix" {

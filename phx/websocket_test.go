@@ -14,9 +14,9 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// WS-02 (V2): join, push, broadcast, event round trip, leave, then
+// V2: join, push, broadcast, event round trip, leave, then
 // unmatched topic. Golden frames.
-func TestWS02_V2Golden(t *testing.T) {
+func TestV2Golden(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.dial("2.0.0", "user_id", "u1")
 	b := e.dial("2.0.0", "user_id", "u2")
@@ -62,9 +62,9 @@ func TestWS02_V2Golden(t *testing.T) {
 	}
 }
 
-// WS-02 (V1): the same with V1 object frames (no join_ref ever; pushes and
-// phx_close with ref null, spec §10.2).
-func TestWS02_V1Golden(t *testing.T) {
+// V1: the same with V1 object frames (no join_ref ever; pushes and
+// phx_close with ref null, as Phoenix sends them).
+func TestV1Golden(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.dial("1.0.0")
 	b := e.dial("") // no vsn: V1
@@ -96,7 +96,7 @@ func TestWS02_V1Golden(t *testing.T) {
 	a.expect(`{"topic":"room:1","event":"phx_reply","payload":{"status":"error","response":{"reason":"unmatched topic"}},"ref":"5"}`)
 }
 
-// Ordering (spec §10.2): what a channel pushes or broadcasts during Join
+// Ordering: what a channel pushes or broadcasts during Join
 // goes out after the join reply.
 func TestJoinReplyBeforePushesAndBroadcasts(t *testing.T) {
 	e := newEnv(t, nil)
@@ -109,7 +109,8 @@ func TestJoinReplyBeforePushesAndBroadcasts(t *testing.T) {
 	)
 }
 
-// Heartbeats (spec §5.4 rule 1) and events on "phoenix".
+// Heartbeats (answered ok on topic "phoenix" whatever their join_ref) and
+// other events on "phoenix".
 func TestHeartbeat(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.dial("2.0.0")
@@ -126,9 +127,9 @@ func TestHeartbeat(t *testing.T) {
 	a.expect(`[null,12,"phoenix","phx_reply",{"status":"ok","response":{}}]`)
 }
 
-// WS-17 / WS-25: unjoined topics and unmatched joins; leave of a topic not
-// joined (rule 5).
-func TestWS17_WS25_UnmatchedTopic(t *testing.T) {
+// Unjoined topics and unmatched joins; leave of a topic not
+// joined (an ok reply echoing join_ref and ref).
+func TestUnmatchedTopic(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.dial("2.0.0")
 	a.sendText(`["9","1","room:nope","echo",{}]`)
@@ -146,7 +147,8 @@ func TestWS17_WS25_UnmatchedTopic(t *testing.T) {
 	a.expect(`[null,"8","exactly","phx_reply",{"status":"error","response":{"reason":"unmatched topic"}}]`)
 }
 
-// Stale and null join_refs (rules 4 and 6).
+// Stale and null join_refs: a stale leave or event is dropped without a
+// reply, a null join_ref counts as the current one.
 func TestStaleJoinRef(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.dial("2.0.0")
@@ -156,16 +158,16 @@ func TestStaleJoinRef(t *testing.T) {
 	a.sendText(`["0","3","room:s","phx_leave",{}]`)        // ignored
 	a.sendText(`[null,"4","room:s","echo",{"null":true}]`) // current
 	a.expect(`["1","4","room:s","phx_reply",{"status":"ok","response":{"null":true}}]`)
-	a.sendText(`[null,"5","room:s","phx_leave",{}]`) // LP-17: null leaves
+	a.sendText(`[null,"5","room:s","phx_leave",{}]`) // a null join_ref leaves
 	a.expect(
 		`["1","5","room:s","phx_reply",{"status":"ok","response":{}}]`,
 		`["1","1","room:s","phx_close",{}]`,
 	)
 }
 
-// WS-22: duplicate join: the new join's reply, then phx_close for the old
+// Duplicate join: the new join's reply, then phx_close for the old
 // join_ref; the old channel is terminated.
-func TestWS22_DuplicateJoin(t *testing.T) {
+func TestDuplicateJoin(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.dial("2.0.0")
 	a.sendText(`["1","1","room:d","phx_join",{}]`)
@@ -193,8 +195,8 @@ func TestWS22_DuplicateJoin(t *testing.T) {
 	a.expect(`[null,"6","room:d","phx_reply",{"status":"error","response":{"reason":"unmatched topic"}}]`)
 }
 
-// WS-03 / WS-04: the channel limit.
-func TestWS03_TooManyChannels(t *testing.T) {
+// The channel limit.
+func TestWebSocketTooManyChannels(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.dial("2.0.0")
 	for i := 1; i <= 100; i++ {
@@ -205,7 +207,7 @@ func TestWS03_TooManyChannels(t *testing.T) {
 	a.expect(`["101","101","room:101","phx_reply",{"status":"error","response":{"reason":"too many channels joined"}}]`)
 }
 
-func TestWS04_MaxChannelsConfig(t *testing.T) {
+func TestMaxChannelsConfig(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MaxChannels = 1 })
 	a := e.dial("2.0.0")
 	a.sendText(`["1","1","room:1","phx_join",{}]`)
@@ -231,9 +233,9 @@ func TestJoinRateLimit(t *testing.T) {
 	)
 }
 
-// WS-26: join refused, join crashing (error and panic), and a channel that
+// Join refused, join crashing (error and panic), and a channel that
 // stops gracefully (phx_close).
-func TestWS26_JoinOutcomes(t *testing.T) {
+func TestJoinOutcomes(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.dial("2.0.0")
 	a.sendText(`["1","1","room:r","phx_join",{"refuse":true}]`)
@@ -254,9 +256,9 @@ func TestWS26_JoinOutcomes(t *testing.T) {
 	}
 }
 
-// WS-15: a crashing channel yields phx_error (ref = join_ref); the channel
+// A crashing channel yields phx_error (ref = join_ref); the channel
 // is forgotten.
-func TestWS15_ChannelCrash(t *testing.T) {
+func TestWebSocketChannelCrash(t *testing.T) {
 	for _, ev := range []string{"crash", "panic"} {
 		t.Run(ev, func(t *testing.T) {
 			e := newEnv(t, nil)
@@ -272,8 +274,8 @@ func TestWS15_ChannelCrash(t *testing.T) {
 	}
 }
 
-// WS-16: closing the connection terminates its channels.
-func TestWS16_CloseTerminatesChannels(t *testing.T) {
+// Closing the connection terminates its channels.
+func TestCloseTerminatesChannels(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.dial("2.0.0")
 	a.sendText(`["1","1","room:a","phx_join",{}]`)
@@ -305,8 +307,8 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// WS-18 and TP-*: origin checks.
-func TestWS18_Origin(t *testing.T) {
+// Origin checks (Phoenix's check_origin rules).
+func TestWebSocketOrigin(t *testing.T) {
 	cases := []struct {
 		name    string
 		allowed []string
@@ -362,8 +364,8 @@ func TestCheckOriginFunc(t *testing.T) {
 	}
 }
 
-// WS-23: unsupported vsn → 403; WS-19/20: connect refusals.
-func TestWS23_VsnAndConnectRefusals(t *testing.T) {
+// Unsupported vsn → 403; connect refusals.
+func TestVsnAndConnectRefusals(t *testing.T) {
 	e := newEnv(t, nil)
 	for _, tc := range []struct {
 		vsn    string
@@ -394,8 +396,8 @@ func TestWS23_VsnAndConnectRefusals(t *testing.T) {
 	}
 }
 
-// WS-28: invalid upgrades → 400; WS-01 nested mounts.
-func TestWS28_InvalidUpgradeAndWS01_NestedMount(t *testing.T) {
+// Invalid upgrades → 400; a socket mounted at a nested path.
+func TestInvalidUpgradeAndNestedMount(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Mount = "/ws/admin" })
 	resp, err := http.Get(e.http.URL + "/ws/admin/websocket")
 	if err != nil {
@@ -428,8 +430,8 @@ func TestWS28_InvalidUpgradeAndWS01_NestedMount(t *testing.T) {
 	}
 }
 
-// WS-21 / SK-05: Disconnect(id) closes the sockets of that id with 1001.
-func TestWS21_Disconnect(t *testing.T) {
+// Disconnect(id) closes the sockets of that id with 1001.
+func TestWebSocketDisconnect(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.dial("2.0.0", "id", "user:1")
 	b := e.dial("2.0.0", "id", "user:2")
@@ -446,8 +448,8 @@ func TestWS21_Disconnect(t *testing.T) {
 	b.expect(`[null,"1","phoenix","phx_reply",{"status":"ok","response":{}}]`)
 }
 
-// SK-03: assigns and id from Connect.
-func TestSK03_Assigns(t *testing.T) {
+// Assigns and id from Connect.
+func TestAssigns(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.dial("2.0.0", "user", "alice", "id", "s1")
 	a.sendText(`["1","1","room:a","phx_join",{}]`)
@@ -458,9 +460,9 @@ func TestSK03_Assigns(t *testing.T) {
 	)
 }
 
-// WS-24: an idle connection is closed (1002, never 1000) after its
+// An idle connection is closed (1002, never 1000) after its
 // heartbeat reply.
-func TestWS24_IdleTimeout(t *testing.T) {
+func TestIdleTimeout(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
 	a := e.dial("2.0.0")
 	a.sendText(`["1","1","room:a","phx_join",{}]`)
@@ -475,9 +477,9 @@ func TestWS24_IdleTimeout(t *testing.T) {
 	e.ch.waitTerminated(t, 1)
 }
 
-// WS-27: binary push, binary reply, binary push and broadcast from the
-// server (vectors of spec §5.2).
-func TestWS27_Binary(t *testing.T) {
+// Binary push, binary reply, binary push and broadcast from the
+// server (the byte vectors of Phoenix's serializer tests).
+func TestBinaryFrames(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.Channels = append(c.Channels, Route{Pattern: "topic", Channel: c.Channels[0].Channel})
 	})

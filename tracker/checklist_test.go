@@ -14,9 +14,10 @@ import (
 	"github.com/gopresence/presence/tracker"
 )
 
-// Tests named after the spec's checklist §7.3–§7.5 and the extra scenarios
-// of §7.10, at the level of RawShard and the simulator (deterministic,
-// virtual time). Tracker-level tests (goroutines, bus) are in
+// Scenarios of phoenix_pubsub's replica, shard and shard-replication suites,
+// and the failure cases Phoenix.Tracker users have reported (restarts,
+// netsplits, stale transfers, duplicate names), at the level of RawShard and
+// the simulator (deterministic, virtual time). Tracker-level tests (goroutines, bus) are in
 // tracker_test.go.
 
 func script(t *testing.T, s *sim.Sim, lines string) string {
@@ -48,21 +49,21 @@ func newShard(name string) *tracker.RawShard {
 	return tracker.NewRawShard(crdt.Replica{Name: name, Vsn: 1}, cfg)
 }
 
-func TestRP01_DistinctVsns(t *testing.T) {
+func TestReplicaDistinctVsns(t *testing.T) {
 	a, b := newTracker(t, "n1"), newTracker(t, "n1b")
 	if a.Vsn() == b.Vsn() {
 		t.Fatal("two trackers share a vsn")
 	}
 }
 
-func TestRP02_RefIsNameAndVsn(t *testing.T) {
+func TestReplicaRefIsNameAndVsn(t *testing.T) {
 	s := newShard("n1")
 	if s.Self() != (crdt.Replica{Name: "n1", Vsn: 1}) {
 		t.Fatalf("%v", s.Self())
 	}
 }
 
-func TestRP03_FirstHeartbeatCreatesUpRecord(t *testing.T) {
+func TestReplicaFirstHeartbeatCreatesUpRecord(t *testing.T) {
 	s := newShard("n1")
 	s.Step(5*time.Second, hb("n2", 7, crdt.Clock{{Name: "n2", Vsn: 7}: 0}))
 	p := s.Peers()
@@ -71,7 +72,7 @@ func TestRP03_FirstHeartbeatCreatesUpRecord(t *testing.T) {
 	}
 }
 
-func TestRP04_HeartbeatRefreshesAndSetsUp(t *testing.T) {
+func TestReplicaHeartbeatRefreshesAndSetsUp(t *testing.T) {
 	s := newShard("n1")
 	s.Step(0, hb("n2", 1, nil))
 	s.PeerDown("n2", 1)
@@ -82,7 +83,7 @@ func TestRP04_HeartbeatRefreshesAndSetsUp(t *testing.T) {
 	}
 }
 
-func TestRP05_SilenceBeyondDownPeriod(t *testing.T) {
+func TestReplicaSilenceBeyondDownPeriod(t *testing.T) {
 	s := newShard("n1")
 	s.Step(0, hb("n2", 3, nil))
 	s.DetectDown(31 * time.Second)
@@ -91,7 +92,7 @@ func TestRP05_SilenceBeyondDownPeriod(t *testing.T) {
 	}
 }
 
-func TestRP06_SilenceBeyondPermdownPeriod(t *testing.T) {
+func TestReplicaSilenceBeyondPermdownPeriod(t *testing.T) {
 	s := newShard("n1")
 	s.Step(0, hb("n2", 3, nil))
 	s.DetectDown(21 * time.Minute)
@@ -103,7 +104,7 @@ func TestRP06_SilenceBeyondPermdownPeriod(t *testing.T) {
 	}
 }
 
-func TestRP07_RecentHeartbeatUnchanged(t *testing.T) {
+func TestReplicaRecentHeartbeatUnchanged(t *testing.T) {
 	s := newShard("n1")
 	s.Step(0, hb("n2", 3, nil))
 	s.DetectDown(10 * time.Second)
@@ -112,21 +113,21 @@ func TestRP07_RecentHeartbeatUnchanged(t *testing.T) {
 	}
 }
 
-func TestSH01_DownPeriodTooShort(t *testing.T) {
+func TestDownPeriodTooShort(t *testing.T) {
 	_, err := tracker.New(tracker.Config{Bus: newBus(t, "x"), BroadcastPeriod: time.Second, DownPeriod: 1500 * time.Millisecond}, nil)
 	if !errors.Is(err, tracker.ErrDownPeriod) || err.Error() != "down_period must be at least twice as large as the broadcast_period" {
 		t.Fatalf("%v", err)
 	}
 }
 
-func TestSH02_PermdownNotAfterDown(t *testing.T) {
+func TestPermdownNotAfterDown(t *testing.T) {
 	_, err := tracker.New(tracker.Config{Bus: newBus(t, "x"), DownPeriod: time.Minute, PermdownPeriod: time.Minute}, nil)
 	if !errors.Is(err, tracker.ErrPermdownPeriod) || err.Error() != "permdown_period must be at least larger than the down_period" {
 		t.Fatalf("%v", err)
 	}
 }
 
-func TestSR01_ShardHeartbeatsPeriodically(t *testing.T) {
+func TestShardHeartbeatsPeriodically(t *testing.T) {
 	s := newShard("n1")
 	beats := 0
 	for i := range 23 {
@@ -143,7 +144,7 @@ func TestSR01_ShardHeartbeatsPeriodically(t *testing.T) {
 	}
 }
 
-func TestSR02_UnseenNodeUpThenTransfer(t *testing.T) {
+func TestUnseenNodeUpThenTransfer(t *testing.T) {
 	s := sim.New(sim.DefaultConfig(1))
 	out := script(t, s, `
 		add-nodes 1
@@ -160,7 +161,7 @@ func TestSR02_UnseenNodeUpThenTransfer(t *testing.T) {
 	}
 }
 
-func TestSR03_TransferOnlyToDominatingPeer(t *testing.T) {
+func TestTransferOnlyToDominatingPeer(t *testing.T) {
 	a := newShard("a")
 	ra, rb, rc := crdt.Replica{Name: "a", Vsn: 1}, crdt.Replica{Name: "b", Vsn: 1}, crdt.Replica{Name: "c", Vsn: 1}
 	a.Step(0, hb("b", 1, crdt.Clock{ra: 0, rb: 2, rc: 1}))
@@ -178,7 +179,7 @@ func TestSR03_TransferOnlyToDominatingPeer(t *testing.T) {
 	}
 }
 
-func TestSR04_KilledPermdownedRestartedNoOldPids(t *testing.T) {
+func TestKilledPermdownedRestartedNoOldPids(t *testing.T) {
 	s := sim.New(sim.DefaultConfig(2))
 	out := script(t, s, `
 		add-nodes 3
@@ -199,7 +200,7 @@ func TestSR04_KilledPermdownedRestartedNoOldPids(t *testing.T) {
 	}
 }
 
-func TestSR05_NetsplitKillRestart(t *testing.T) {
+func TestNetsplitKillRestart(t *testing.T) {
 	s := sim.New(sim.DefaultConfig(3))
 	script(t, s, `
 		add-nodes 2
@@ -240,7 +241,7 @@ func TestSR05_NetsplitKillRestart(t *testing.T) {
 	}
 }
 
-func TestSR07_DirtyListUntilPermdown(t *testing.T) {
+func TestDirtyListUntilPermdown(t *testing.T) {
 	s := sim.New(sim.DefaultConfig(4))
 	script(t, s, `
 		add-nodes 2
@@ -259,7 +260,7 @@ func TestSR07_DirtyListUntilPermdown(t *testing.T) {
 	}
 }
 
-func TestSR08_UntrackNeverTracked(t *testing.T) {
+func TestUntrackNeverTracked(t *testing.T) {
 	s := newShard("n1")
 	if e := s.Untrack("o", "t", "k"); e != nil {
 		t.Fatal("untracked something")
@@ -269,7 +270,7 @@ func TestSR08_UntrackNeverTracked(t *testing.T) {
 	}
 }
 
-func TestSR09_UntrackOneTopicKeepsOther(t *testing.T) {
+func TestUntrackOneTopicKeepsOther(t *testing.T) {
 	s := newShard("n1")
 	s.Track("o", "t1", "k", []byte(`{}`))
 	s.Track("o", "t2", "k", []byte(`{}`))
@@ -279,7 +280,7 @@ func TestSR09_UntrackOneTopicKeepsOther(t *testing.T) {
 	}
 }
 
-func TestSR10_UntrackAll(t *testing.T) {
+func TestUntrackAll(t *testing.T) {
 	s := newShard("n1")
 	for i := range 3 {
 		s.Track("o", fmt.Sprintf("t%d", i), "k", []byte(`{}`))
@@ -296,14 +297,14 @@ func TestSR10_UntrackAll(t *testing.T) {
 	}
 }
 
-func TestSR13_UpdateWithoutTrack(t *testing.T) {
+func TestUpdateWithoutTrack(t *testing.T) {
 	s := newShard("n1")
 	if _, _, err := s.Update("o", "t", "k", []byte(`{}`)); !errors.Is(err, tracker.ErrNotTracked) {
 		t.Fatalf("%v", err)
 	}
 }
 
-func TestSR14_DuplicateTrack(t *testing.T) {
+func TestDuplicateTrack(t *testing.T) {
 	s := newShard("n1")
 	if _, err := s.Track("o", "t", "k", []byte(`{}`)); err != nil {
 		t.Fatal(err)
@@ -319,7 +320,7 @@ func TestSR14_DuplicateTrack(t *testing.T) {
 	}
 }
 
-func TestSR15_GracefulPermdownOfPeer(t *testing.T) {
+func TestGracefulPermdownOfPeer(t *testing.T) {
 	s := sim.New(sim.DefaultConfig(5))
 	script(t, s, `
 		add-nodes 2
@@ -337,13 +338,14 @@ func TestSR15_GracefulPermdownOfPeer(t *testing.T) {
 	}
 }
 
-// SR-16 / X-05: a replacement node joining while a dead node is in its
-// permdown grace asks for one transfer, not one per sampling.
-func TestSR16_RollingUpdateNoTransferLoop(t *testing.T) {
+// Rolling update: a replacement node joining while a dead node is in its
+// permdown grace asks for one transfer, not one per sampling (Phoenix looped
+// here until it stopped sending the clocks of down replicas).
+func TestRollingUpdateNoTransferLoop(t *testing.T) {
 	testNoTransferLoop(t)
 }
 
-func TestX05_ReplacementNodeOneTransfer(t *testing.T) { testNoTransferLoop(t) }
+func TestReplacementNodeOneTransfer(t *testing.T) { testNoTransferLoop(t) }
 
 func testNoTransferLoop(t *testing.T) {
 	s := sim.New(sim.DefaultConfig(6))
@@ -371,8 +373,9 @@ func testNoTransferLoop(t *testing.T) {
 	}
 }
 
-// X-01: a peer restarting many times leaves no residue.
-func TestX01_RestartsLeaveNoResidue(t *testing.T) {
+// A peer restarting many times leaves no residue (Phoenix keeps a down
+// entry for every past incarnation, which in time breaks its list).
+func TestRestartsLeaveNoResidue(t *testing.T) {
 	s := newShard("n1")
 	for v := int64(1); v <= 5000; v++ {
 		r := crdt.Replica{Name: "n2", Vsn: v}
@@ -398,9 +401,9 @@ func deltaOf(r crdt.Replica, clock uint64) *crdt.Delta {
 	return src.TakeDelta()
 }
 
-// X-02: two nodes that each hold more than a generation's worth of
+// Two nodes that each hold more than a generation's worth of
 // presences meet and converge both ways.
-func TestX02_BigNodesMeet(t *testing.T) {
+func TestBigNodesMeet(t *testing.T) {
 	s := sim.New(sim.DefaultConfig(7))
 	script(t, s, `
 		add-nodes 2
@@ -415,11 +418,12 @@ func TestX02_BigNodesMeet(t *testing.T) {
 	}
 }
 
-// X-03 / X-13: B misses A's delta 2, gets 3 and 4 (join then leave of u3),
-// then a stale transfer from C (which saw 1–3 only): no ghost at any step,
-// and B's clock for A stays truthful.
-func TestX03_NoGhostFromStaleTransfer(t *testing.T) { testGhost(t) }
-func TestX13_GhostScenario(t *testing.T)            { testGhost(t) }
+// The ghost scenario: B misses A's delta 2, gets 3 and 4 (join then leave
+// of u3), then a stale transfer from C (which saw 1–3 only). Phoenix forgets
+// the removed dot and takes u3 back from C; we show no ghost at any step, and
+// B's clock for A stays truthful.
+func TestNoGhostFromStaleTransfer(t *testing.T) { testGhost(t) }
+func TestGhostScenario(t *testing.T)            { testGhost(t) }
 
 func testGhost(t *testing.T) {
 	ra := crdt.Replica{Name: "a", Vsn: 1}
@@ -474,9 +478,9 @@ func testGhost(t *testing.T) {
 	}
 }
 
-// X-07: heal within the permdown period: the pre-split presences join again,
+// Heal within the permdown period: the pre-split presences join again,
 // then the corrections of the split; after it only the current ones.
-func TestX07_HealWithinAndAfterPermdown(t *testing.T) {
+func TestHealWithinAndAfterPermdown(t *testing.T) {
 	s := sim.New(sim.DefaultConfig(8))
 	script(t, s, `
 		add-nodes 2
@@ -505,9 +509,10 @@ func TestX07_HealWithinAndAfterPermdown(t *testing.T) {
 	}
 }
 
-// X-11: a graceful_permdown, or a third node's delta that removes an
-// element, for a peer already held as down reports no second leave.
-func TestX11_NoSecondLeaveForDownPeer(t *testing.T) {
+// A graceful_permdown, or a third node's delta that removes an
+// element, for a peer already held as down reports no second leave (Phoenix
+// reports the leaves again).
+func TestNoSecondLeaveForDownPeer(t *testing.T) {
 	a, b, c := newShard("a"), newShard("b"), newShard("c")
 	for _, s := range []*tracker.RawShard{a, b, c} {
 		for _, n := range []string{"a", "b", "c"} {
@@ -540,9 +545,9 @@ func TestX11_NoSecondLeaveForDownPeer(t *testing.T) {
 	}
 }
 
-// X-12: a heartbeat carrying our own name is ignored (and membus refuses a
-// second live node of a name: see TestX12 in tracker_test.go).
-func TestX12_OwnNameIgnored(t *testing.T) {
+// A heartbeat carrying our own name is ignored (and membus refuses a second
+// live node of a name: see TestDuplicateNodeNameRefused in tracker_test.go).
+func TestOwnNameIgnored(t *testing.T) {
 	s := newShard("n1")
 	s.Track("o", "t", "k", []byte(`{}`))
 	s.Ready()
@@ -552,10 +557,11 @@ func TestX12_OwnNameIgnored(t *testing.T) {
 	}
 }
 
-// §10.1, second difference: a heartbeat that brings a down replica up and,
-// in the same delta, removes some of its elements reports nothing for
-// them (Phoenix reports each as a join and a leave); the others join.
-func TestSpec10_1_UpAndRemoveInOneMergeSaysNothing(t *testing.T) {
+// Reports are the change in what a node shows, where Phoenix reports what
+// each step did: a heartbeat that brings a down replica up and, in the same
+// delta, removes some of its elements reports nothing for them (Phoenix
+// reports each as a join and a leave); the others join.
+func TestUpAndRemoveInOneMergeSaysNothing(t *testing.T) {
 	a, b := newShard("a"), newShard("b")
 	a.Step(0, hb("b", 1, nil))
 	b.Step(0, hb("a", 1, nil))
@@ -573,10 +579,10 @@ func TestSpec10_1_UpAndRemoveInOneMergeSaysNothing(t *testing.T) {
 	}
 }
 
-// §10.1, third difference: a merge that overwrites a stored element whose
-// tag the payload does not cover reports the old element's leave with the
-// new one's join (Phoenix reports only the join).
-func TestSpec10_1_OverwriteReportsLeave(t *testing.T) {
+// Reports are the change in what a node shows: a merge that overwrites a
+// stored element whose tag the payload does not cover reports the old
+// element's leave with the new one's join (Phoenix reports only the join).
+func TestOverwriteReportsLeave(t *testing.T) {
 	a, b := newShard("a"), newShard("b")
 	a.Step(0, hb("b", 1, nil))
 	b.Track("b:p1", "t", "k", []byte(`{"v":1}`))

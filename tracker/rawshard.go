@@ -415,7 +415,7 @@ func (s *RawShard) anyPeerDown() bool {
 
 // forgetPending drops the clocks heard from a replica that is gone, so
 // that a peer restarting many times leaves nothing behind
-// (TestX01_RestartsLeaveNoResidue).
+// (TestRestartsLeaveNoResidue).
 func (s *RawShard) forgetPending(r crdt.Replica) {
 	s.pending = slices.DeleteFunc(s.pending, func(e crdt.ClockEntry) bool { return e.Replica == r })
 }

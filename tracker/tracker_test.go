@@ -95,7 +95,7 @@ func ref(t *testing.T, meta json.RawMessage, field string) string {
 	return s
 }
 
-func TestTR01_TrackerBuildsPoolOfShards(t *testing.T) {
+func TestTrackerBuildsPoolOfShards(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		net := membus.NewNetwork()
 		ns := startNodes(t, net, 4, "n1")
@@ -110,8 +110,8 @@ func TestTR01_TrackerBuildsPoolOfShards(t *testing.T) {
 	})
 }
 
-// SR-06: local and remote tracks join; local and remote owner deaths leave.
-func TestSR06_LocalAndRemoteEvents(t *testing.T) {
+// Local and remote tracks join; local and remote owner deaths leave.
+func TestLocalAndRemoteEvents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		net := membus.NewNetwork()
@@ -146,7 +146,7 @@ func TestSR06_LocalAndRemoteEvents(t *testing.T) {
 	})
 }
 
-func TestSR11_UpdateWithMap(t *testing.T) {
+func TestUpdateWithMap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		ns := startNodes(t, membus.NewNetwork(), 1, "n1")
@@ -166,7 +166,7 @@ func TestSR11_UpdateWithMap(t *testing.T) {
 	})
 }
 
-func TestSR12_UpdateWithFunction(t *testing.T) {
+func TestUpdateWithFunction(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		ns := startNodes(t, membus.NewNetwork(), 1, "n1")
@@ -186,10 +186,11 @@ func TestSR12_UpdateWithFunction(t *testing.T) {
 	})
 }
 
-// SR-17 / SR-18 (Phoenix: handle_info of the callback module). Our callback
-// is HandleDiff: it receives every diff (SR-18); one that panics is logged
-// and does not stop the shard (SR-17: we recover instead of crashing).
-func TestSR17_PanickingHandlerDoesNotStopShard(t *testing.T) {
+// Phoenix delivers diffs to the tracker module's handle_info, and a bad
+// return value crashes the shard. Our callback is HandleDiff: it receives
+// every diff; one that panics is logged and does not stop the shard (we
+// recover instead of crashing).
+func TestPanickingHandlerDoesNotStopShard(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		bus := newBus(t, "n1")
@@ -206,7 +207,7 @@ func TestSR17_PanickingHandlerDoesNotStopShard(t *testing.T) {
 	})
 }
 
-func TestSR18_HandlerReceivesDiffs(t *testing.T) {
+func TestHandlerReceivesDiffs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ns := startNodes(t, membus.NewNetwork(), 1, "n1")
 		defer stopNodes(ns)
@@ -218,7 +219,8 @@ func TestSR18_HandlerReceivesDiffs(t *testing.T) {
 	})
 }
 
-// PL-01..PL-07 for pool sizes 1, 2, 8 and 512.
+// forPools runs f for pool sizes 1, 2, 8 and 512, as phoenix_pubsub's pool
+// tests do.
 func forPools(t *testing.T, f func(t *testing.T, n *node)) {
 	for _, pool := range []int{1, 2, 8, 512} {
 		t.Run(fmt.Sprintf("pool%d", pool), func(t *testing.T) {
@@ -231,7 +233,7 @@ func forPools(t *testing.T, f func(t *testing.T, n *node)) {
 	}
 }
 
-func TestPL01_TrackReturnsRef(t *testing.T) {
+func TestPoolTrackReturnsRef(t *testing.T) {
 	forPools(t, func(t *testing.T, n *node) {
 		r, err := n.tr.Track(context.Background(), "o", "t", "k", []byte(`{}`))
 		if err != nil || ref(t, n.tr.List("t")[0].Meta, "phx_ref") != r {
@@ -240,7 +242,7 @@ func TestPL01_TrackReturnsRef(t *testing.T) {
 	})
 }
 
-func TestPL02_TrackIn100Topics(t *testing.T) {
+func TestPoolTrackIn100Topics(t *testing.T) {
 	forPools(t, func(t *testing.T, n *node) {
 		for i := range 100 {
 			n.tr.Track(context.Background(), "o", fmt.Sprintf("t%d", i), "k", []byte(`{}`))
@@ -253,7 +255,7 @@ func TestPL02_TrackIn100Topics(t *testing.T) {
 	})
 }
 
-func TestPL03_UntrackIn100Topics(t *testing.T) {
+func TestPoolUntrackIn100Topics(t *testing.T) {
 	forPools(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
 		for i := range 100 {
@@ -270,7 +272,7 @@ func TestPL03_UntrackIn100Topics(t *testing.T) {
 	})
 }
 
-func TestPL04_UntrackOwnerEverywhere(t *testing.T) {
+func TestPoolUntrackOwnerEverywhere(t *testing.T) {
 	forPools(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
 		for i := range 100 {
@@ -285,7 +287,7 @@ func TestPL04_UntrackOwnerEverywhere(t *testing.T) {
 	})
 }
 
-func TestPL05_UpdateWithMap(t *testing.T) {
+func TestPoolUpdateWithMap(t *testing.T) {
 	forPools(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
 		r1, _ := n.tr.Track(ctx, "o", "t", "k", []byte(`{"v":1}`))
@@ -297,7 +299,7 @@ func TestPL05_UpdateWithMap(t *testing.T) {
 	})
 }
 
-func TestPL06_UpdateWithFunction(t *testing.T) {
+func TestPoolUpdateWithFunction(t *testing.T) {
 	forPools(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
 		r1, _ := n.tr.Track(ctx, "o", "t", "k", []byte(`{"v":1}`))
@@ -311,7 +313,7 @@ func TestPL06_UpdateWithFunction(t *testing.T) {
 	})
 }
 
-func TestPL07_GracefulPermdownStopsAll(t *testing.T) {
+func TestPoolGracefulPermdownStopsAll(t *testing.T) {
 	forPools(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
 		n.tr.Track(ctx, "o", "t", "k", []byte(`{}`))
@@ -331,9 +333,9 @@ func TestPL07_GracefulPermdownStopsAll(t *testing.T) {
 	})
 }
 
-// X-04: a remote update is never observed missing by concurrent List, and
+// A remote update is never observed missing by concurrent List, and
 // repeated remote updates do not grow the list.
-func TestX04_RemoteUpdateNeverMissing(t *testing.T) {
+func TestRemoteUpdateNeverMissing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		ns := startNodes(t, membus.NewNetwork(), 1, "n1", "n2")
@@ -372,9 +374,9 @@ func TestX04_RemoteUpdateNeverMissing(t *testing.T) {
 	})
 }
 
-// X-06: List and Count never wait for the shard: they answer while the
+// List and Count never wait for the shard: they answer while the
 // shard is busy (its lock held, as during a burst of joins).
-func TestX06_ReadsDoNotWaitForShard(t *testing.T) {
+func TestReadsDoNotWaitForShard(t *testing.T) {
 	ns := startNodes(t, membus.NewNetwork(), 1, "n1")
 	defer stopNodes(ns)
 	ctx := context.Background()
@@ -395,11 +397,11 @@ func TestX06_ReadsDoNotWaitForShard(t *testing.T) {
 	unlock()
 }
 
-// X-08: a tracker that stops (Phoenix: a shard crash) leaves no owner
+// A tracker that stops (Phoenix: a shard crash) leaves no owner
 // silently untracked: calls fail with ErrClosed, so owners re-track on a
 // new tracker; peers purge the old incarnation as soon as the new one
 // heartbeats under the same name.
-func TestX08_RestartedTrackerOwnersRetrack(t *testing.T) {
+func TestRestartedTrackerOwnersRetrack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		net := membus.NewNetwork()
@@ -424,8 +426,8 @@ func TestX08_RestartedTrackerOwnersRetrack(t *testing.T) {
 	})
 }
 
-// X-12: a second live node with an existing name is refused by the bus.
-func TestX12_DuplicateNodeNameRefused(t *testing.T) {
+// A second live node with an existing name is refused by the bus.
+func TestDuplicateNodeNameRefused(t *testing.T) {
 	net := membus.NewNetwork()
 	b, err := net.Join("n1")
 	if err != nil {
@@ -437,9 +439,9 @@ func TestX12_DuplicateNodeNameRefused(t *testing.T) {
 	}
 }
 
-// X-14: after a graceful shutdown nothing is silently dropped while the
+// After a graceful shutdown nothing is silently dropped while the
 // process lives: every call returns ErrClosed.
-func TestX14_NoSilentUntrackAfterShutdown(t *testing.T) {
+func TestNoSilentUntrackAfterShutdown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		bus := newBus(t, "n1")
@@ -486,11 +488,11 @@ func (b *twinBus) Subscribe(topic string, h pubsub.Handler) (pubsub.Subscription
 	})
 }
 
-// X-12 at the tracker: when the bus lets a second live node with an
+// Duplicate names at the tracker: when the bus lets a second live node with an
 // existing name through, the older node answers its first heartbeat at
 // once and the newcomer's Start fails with ErrNameTaken; the older node's
 // presences never flap.
-func TestX12_SecondNodeWithSameNameRefused(t *testing.T) {
+func TestSecondNodeWithSameNameRefused(t *testing.T) {
 	ctx := context.Background()
 	net := membus.NewNetwork()
 	b1, _ := net.Join("n1")

@@ -57,8 +57,9 @@ func (c Clock) Replicas() []Replica {
 	return out
 }
 
-// Dominates reports whether a dominates b (spec §1.10): never when a has
-// fewer entries than b; otherwise a[r] ≥ b[r] for every r of b.
+// Dominates reports whether a dominates b, with Phoenix.Tracker.Clock's
+// semantics: never when a has fewer entries than b (even if the missing
+// entries would be zero); otherwise a[r] ≥ b[r] for every r of b.
 func Dominates(a, b Clock) bool {
 	if len(a) < len(b) {
 		return false
@@ -125,8 +126,10 @@ type ClockEntry struct {
 	Clock   Clock
 }
 
-// AppendClock adds (ref, c) to a set of mutually non-dominated clocks
-// (spec §1.10 append_clock). The input slice is not modified.
+// AppendClock adds (ref, c) to a set of mutually non-dominated clocks, as
+// Phoenix.Tracker.Clock.append_clock does: an empty c changes nothing, a c
+// that dominates every member replaces the set, and otherwise the members c
+// dominates make way for it. The input slice is not modified.
 func AppendClock(set []ClockEntry, ref Replica, c Clock) []ClockEntry {
 	if len(c) == 0 {
 		return set

@@ -167,8 +167,9 @@ func (d *Delta) SortedValues() []*Element {
 	return out
 }
 
-// MergeDeltas merges two deltas (spec §1.8). It reports false when they are
-// not contiguous. Neither input is modified.
+// MergeDeltas merges two deltas, as Phoenix does to build its delta
+// generations. It reports false when they are not contiguous (each one's end
+// must dominate-or-equal the other's start). Neither input is modified.
 func MergeDeltas(a, b *Delta) (*Delta, bool) {
 	if !DominatesOrEqual(b.End, a.Start) || !DominatesOrEqual(a.End, b.Start) {
 		return nil, false
@@ -262,8 +263,9 @@ func (d *Delta) restrict(keep func(Replica) bool) *Delta {
 	return out
 }
 
-// Restrict returns a copy of d limited to the replicas of c (the delta
-// extract of spec §1.7).
+// Restrict returns a copy of d limited to the replicas of c: what a transfer
+// answered with a delta generation carries (values, clouds and range of the
+// requester's known replicas only).
 func (d *Delta) Restrict(c Clock) *Delta {
 	return d.restrict(func(r Replica) bool { _, ok := c[r]; return ok })
 }
@@ -273,7 +275,7 @@ func (d *Delta) prune(r Replica) *Delta {
 	return d.restrict(func(x Replica) bool { return x != r })
 }
 
-// Extract is a full-state transfer payload (spec §1.7): context and clouds
+// Extract is a full-state transfer payload: context and clouds
 // restricted to the requester's replicas, and every stored element of those
 // replicas.
 type Extract struct {

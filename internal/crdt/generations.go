@@ -2,7 +2,7 @@ package crdt
 
 // Generations keeps a few recent merged deltas, smallest window first, so
 // that a lagging replica can be caught up with a delta instead of the whole
-// state (Phoenix's DeltaGeneration, spec §1.13).
+// state (Phoenix.Tracker.DeltaGeneration).
 type Generations struct {
 	caps  []int
 	gens  []*Delta // nil until the first push
@@ -18,8 +18,10 @@ func NewGenerations(caps []int) *Generations {
 	return &Generations{caps: append([]int(nil), caps...)}
 }
 
-// Push merges delta into every generation (spec §1.13). parent is the
-// state whose outgoing delta seeds the generations when they are empty.
+// Push merges delta into every generation. A generation the delta is not
+// contiguous with is left alone; one that would outgrow its cap restarts from
+// the next smaller window merged so far. parent is the state whose outgoing
+// delta seeds the generations when they are empty.
 func (g *Generations) Push(parent *State, delta *Delta) {
 	if len(g.caps) == 0 {
 		return
@@ -32,7 +34,7 @@ func (g *Generations) Push(parent *State, delta *Delta) {
 			g.owned[i] = true
 		}
 	}
-	// The rule is Phoenix's (spec §1.13); the bookkeeping of who owns which
+	// The rule is Phoenix.Tracker.DeltaGeneration's; the bookkeeping of who owns which
 	// delta lets a push cost O(delta) instead of copying every generation:
 	// a generation shared with another (or with a message) is copied before
 	// it is changed.

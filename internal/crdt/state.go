@@ -141,7 +141,8 @@ func (s *State) Context() Clock {
 }
 
 // Clocks is what the state sends in heartbeats and transfer requests: its
-// context without the replicas it holds as down (spec §1.11).
+// context without the replicas it holds as down, as Phoenix does (sending
+// those too made a replacement node ask for transfers in a loop).
 func (s *State) Clocks() Clock {
 	c := make(Clock, len(s.reps))
 	for r, rs := range s.reps {
@@ -498,7 +499,9 @@ func (s *State) RemoveReplica(r Replica) Diff {
 
 // --- merge ---
 
-// MergeDelta merges a remote delta (spec §1.6).
+// MergeDelta merges a remote delta: its values of known replicas whose dots
+// we have not seen are joins, and stored elements of other replicas whose
+// dots the delta's clouds cover without holding them are leaves.
 func (s *State) MergeDelta(d *Delta) Diff {
 	return s.merge(nil, d.Clouds, d.Values)
 }
@@ -527,7 +530,7 @@ func (s *State) merge(rctx Clock, rclouds Clouds, rvalues map[Dot]*Element) Diff
 		}
 		joins = append(joins, e)
 	}
-	// 3. leaves: stored remote elements the remote covers and does not hold.
+	// 2. leaves: stored remote elements the remote covers and does not hold.
 	var removed []*Element
 	check := func(rs *replicaState, e *Element) {
 		if _, ok := rvalues[e.Tag]; ok {
@@ -563,7 +566,7 @@ func (s *State) merge(rctx Clock, rclouds Clouds, rvalues map[Dot]*Element) Diff
 			}
 		}
 	}
-	// 2. cloud union, for replicas with a context entry.
+	// 3. cloud union, for replicas with a context entry.
 	touched := map[*replicaState]bool{}
 	for r, cl := range rclouds {
 		rs := s.reps[r]
@@ -595,7 +598,7 @@ func (s *State) merge(rctx Clock, rclouds Clouds, rvalues map[Dot]*Element) Diff
 	// 4. apply: removals, then joins (which may overwrite). An identity
 	// that leaves and joins in the same merge (a remote update) is not
 	// deleted: the join overwrites it in one write, so that concurrent
-	// readers never see it missing (#172).
+	// readers never see it missing (phoenix_pubsub issue #172).
 	var diff Diff
 	var joining map[ID]bool
 	if len(joins) > 0 && len(removed) > 0 {
@@ -666,7 +669,7 @@ func compact(rs *replicaState) {
 }
 
 // Extract builds the full-state transfer payload for a requester whose
-// clocks are req (spec §1.7).
+// clocks are req. Only replicas the requester knows (keys of req) are sent.
 func (s *State) Extract(req Clock) *Extract {
 	x := &Extract{Context: Clock{}, Clouds: Clouds{}, Values: map[Dot]*Element{}}
 	for r, rs := range s.reps {

@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-// Tests named after the spec's checklist §7.1 (state_test.exs), §7.2
-// (delta_generation_test.exs) and §7.3 (clock_test.exs).
+// These tests follow the scenarios of phoenix_pubsub's own suites for the
+// tracker state (state_test.exs), its delta generations
+// (delta_generation_test.exs) and its clocks (clock_test.exs).
 
 var (
 	ra = Replica{"a", 1}
@@ -41,14 +42,14 @@ func newPair() (*State, *State) {
 	return a, b
 }
 
-func TestST01_ExtractOfNewStateIsEmpty(t *testing.T) {
+func TestExtractOfNewStateIsEmpty(t *testing.T) {
 	x := New(ra).Extract(Clock{ra: 0})
 	if len(x.Values) != 0 {
 		t.Fatalf("values: %v", x.Values)
 	}
 }
 
-func TestST02_JoinListedLeaveEmpties(t *testing.T) {
+func TestJoinListedLeaveEmpties(t *testing.T) {
 	s := New(ra)
 	s.Join("p1", "t", "k", []byte(`{}`))
 	want(t, "list", s.List("t"), "t/p1/k")
@@ -56,7 +57,7 @@ func TestST02_JoinListedLeaveEmpties(t *testing.T) {
 	want(t, "list", s.List("t"))
 }
 
-func TestST03_TwoReplicasMerge(t *testing.T) {
+func TestTwoReplicasMerge(t *testing.T) {
 	a, b := newPair()
 	a.Join("pa", "t", "ka", []byte(`{}`))
 	b.Join("pb", "t", "kb", []byte(`{}`))
@@ -104,7 +105,7 @@ func equalClock(a, b Clock) bool {
 	return true
 }
 
-func TestST04_Netsplit(t *testing.T) {
+func TestNetsplit(t *testing.T) {
 	a, b := newPair()
 	b.Join("pb", "t", "kb", []byte(`{}`))
 	a.MergeExtract(b.Extract(a.Clocks()))
@@ -132,7 +133,7 @@ func triangle() (a, b, c *State) {
 	return
 }
 
-func TestST05_JoinsPropagateTransitively(t *testing.T) {
+func TestJoinsPropagateTransitively(t *testing.T) {
 	a, b, c := triangle()
 	a.Join("pa", "t", "k", []byte(`{}`))
 	b.MergeExtract(a.Extract(b.Clocks()))
@@ -141,7 +142,7 @@ func TestST05_JoinsPropagateTransitively(t *testing.T) {
 	want(t, "c joins", d.Joins, "t/pa/k")
 }
 
-func TestST06_RemovesPropagateTransitively(t *testing.T) {
+func TestRemovesPropagateTransitively(t *testing.T) {
 	a, b, c := triangle()
 	a.Join("pa", "t", "k", []byte(`{}`))
 	b.MergeExtract(a.Extract(b.Clocks()))
@@ -153,7 +154,7 @@ func TestST06_RemovesPropagateTransitively(t *testing.T) {
 	want(t, "c leaves", d.Leaves, "t/pa/k")
 }
 
-func TestST07_GetByPid(t *testing.T) {
+func TestGetByPid(t *testing.T) {
 	s := New(Replica{"node", 1})
 	if s.Lookup("p", "t", "k") != nil || len(s.OwnerElements("p")) != 0 {
 		t.Fatal("unknown pid")
@@ -166,7 +167,7 @@ func TestST07_GetByPid(t *testing.T) {
 	want(t, "by pid", s.OwnerElements("p"), "t/p/k")
 }
 
-func TestST08_GetByKey(t *testing.T) {
+func TestGetByKey(t *testing.T) {
 	s := New(ra)
 	s.Join("p1", "t", "k", []byte(`{}`))
 	s.Join("p2", "t", "k", []byte(`{}`))
@@ -175,7 +176,7 @@ func TestST08_GetByKey(t *testing.T) {
 	want(t, "none", s.Get("t", "nobody"))
 }
 
-func TestST09_GetByTopic(t *testing.T) {
+func TestGetByTopic(t *testing.T) {
 	a, b := newPair()
 	c := New(rc)
 	a.ReplicaUp(rc)
@@ -195,7 +196,7 @@ func TestST09_GetByTopic(t *testing.T) {
 	want(t, "b, c down", a.List("t"), "t/pa/k")
 }
 
-func TestST10_RemoveDownReplicas(t *testing.T) {
+func TestRemoveDownReplicas(t *testing.T) {
 	a, b := newPair()
 	b.Join("pb", "t", "k", []byte(`{}`))
 	a.MergeExtract(b.Extract(a.Clocks()))
@@ -210,7 +211,7 @@ func TestST10_RemoveDownReplicas(t *testing.T) {
 	want(t, "no resurrection", a.List("t"))
 }
 
-func TestST11_BasicDeltas(t *testing.T) {
+func TestBasicDeltas(t *testing.T) {
 	a, b := newPair()
 	steps := []func(){
 		func() { a.Join("p", "t", "k", []byte(`{}`)) },
@@ -234,7 +235,7 @@ func TestST11_BasicDeltas(t *testing.T) {
 	}
 }
 
-func TestST12_NonContiguousDeltas(t *testing.T) {
+func TestNonContiguousDeltas(t *testing.T) {
 	x := NewDelta(Clock{ra: 0}, Clock{ra: 2})
 	y := NewDelta(Clock{ra: 5}, Clock{ra: 7})
 	if _, ok := MergeDeltas(x, y); ok {
@@ -245,7 +246,7 @@ func TestST12_NonContiguousDeltas(t *testing.T) {
 	}
 }
 
-func TestST13_ExtractContextOnlyRequesterReplicas(t *testing.T) {
+func TestExtractContextOnlyRequesterReplicas(t *testing.T) {
 	a := New(ra)
 	a.ReplicaUp(rb)
 	a.ReplicaUp(rc)
@@ -255,7 +256,7 @@ func TestST13_ExtractContextOnlyRequesterReplicas(t *testing.T) {
 	}
 }
 
-func TestST14_DisjointDeltasUnion(t *testing.T) {
+func TestDisjointDeltasUnion(t *testing.T) {
 	a, b := New(ra), New(rb)
 	a.Join("pa", "t", "k", []byte(`{}`))
 	b.Join("pb", "t", "k", []byte(`{}`))
@@ -265,7 +266,7 @@ func TestST14_DisjointDeltasUnion(t *testing.T) {
 	}
 }
 
-func TestST15_DeltaMergeWithRemoves(t *testing.T) {
+func TestDeltaMergeWithRemoves(t *testing.T) {
 	a, b := newPair()
 	a.Join("pa", "t", "k", []byte(`{}`))
 	b.MergeDelta(a.TakeDelta())
@@ -285,7 +286,7 @@ func TestST15_DeltaMergeWithRemoves(t *testing.T) {
 	}
 }
 
-func TestDG01_GenerationsGrowAndOverflow(t *testing.T) {
+func TestGenerationsGrowAndOverflow(t *testing.T) {
 	s := New(ra)
 	g := NewGenerations([]int{2, 5, 6})
 	push := func() *Delta {
@@ -327,7 +328,7 @@ func TestDG01_GenerationsGrowAndOverflow(t *testing.T) {
 	}
 }
 
-func TestDG02_NonContiguousLeavesGenerations(t *testing.T) {
+func TestNonContiguousLeavesGenerations(t *testing.T) {
 	s := New(ra)
 	g := NewGenerations([]int{10, 20})
 	s.Join("p1", "t", "k", []byte(`{}`))
@@ -339,7 +340,7 @@ func TestDG02_NonContiguousLeavesGenerations(t *testing.T) {
 	}
 }
 
-func TestDG03_PruneResurrectsNothing(t *testing.T) {
+func TestPruneResurrectsNothing(t *testing.T) {
 	a, b := newPair()
 	g := NewGenerations([]int{10})
 	b.Join("pb", "t", "k", []byte(`{}`))
@@ -356,7 +357,7 @@ func TestDG03_PruneResurrectsNothing(t *testing.T) {
 	}
 }
 
-func TestDG04_NoGenerationsFullState(t *testing.T) {
+func TestNoGenerationsFullState(t *testing.T) {
 	s := New(ra)
 	s.Join("p", "t", "k", []byte(`{}`))
 	g := NewGenerations(DefaultDeltaSizes)
@@ -369,7 +370,7 @@ func TestDG04_NoGenerationsFullState(t *testing.T) {
 	}
 }
 
-func TestDG05_ChooseFirstFitting(t *testing.T) {
+func TestChooseFirstFitting(t *testing.T) {
 	s := New(ra)
 	g := NewGenerations([]int{2, 4, 100})
 	for _, p := range []string{"p1", "p2", "p3"} {
@@ -390,7 +391,7 @@ func TestDG05_ChooseFirstFitting(t *testing.T) {
 	}
 }
 
-func TestDG06_SkipEmptyOnRequesterReplicas(t *testing.T) {
+func TestSkipEmptyOnRequesterReplicas(t *testing.T) {
 	a := New(ra)
 	a.ReplicaUp(rb)
 	g := NewGenerations([]int{100})
@@ -410,7 +411,7 @@ func TestDG06_SkipEmptyOnRequesterReplicas(t *testing.T) {
 	}
 }
 
-func TestDG07_RangesComparedOnRequesterReplicas(t *testing.T) {
+func TestRangesComparedOnRequesterReplicas(t *testing.T) {
 	a := New(ra)
 	g := NewGenerations([]int{100})
 	a.Join("p", "t", "k", []byte(`{}`))
@@ -422,14 +423,14 @@ func TestDG07_RangesComparedOnRequesterReplicas(t *testing.T) {
 	}
 }
 
-func TestCL01_Dominates(t *testing.T) {
+func TestDominates(t *testing.T) {
 	if !Dominates(Clock{ra: 2, rb: 1}, Clock{ra: 1}) || Dominates(Clock{ra: 5}, Clock{ra: 1, rb: 0}) ||
 		!Dominates(Clock{ra: 1}, Clock{ra: 1}) || Dominates(Clock{ra: 1, rb: 0}, Clock{ra: 2, rb: 0}) {
 		t.Fatal("dominates")
 	}
 }
 
-func TestCL02_AppendClock(t *testing.T) {
+func TestAppendClock(t *testing.T) {
 	set := AppendClock(nil, ra, Clock{ra: 1})
 	set = AppendClock(set, rb, Clock{ra: 2}) // dominates → alone
 	if got := ClocksetReplicas(set); !slices.Equal(got, []Replica{rb}) {
@@ -452,26 +453,26 @@ func TestCL02_AppendClock(t *testing.T) {
 	}
 }
 
-func TestCL03_Upperbound(t *testing.T) {
+func TestUpperbound(t *testing.T) {
 	if got := Upperbound(Clock{ra: 1, rb: 5}, Clock{ra: 3, rc: 1}); !equalClock(got, Clock{ra: 3, rb: 5, rc: 1}) {
 		t.Fatalf("%v", got)
 	}
 }
 
-func TestCL04_Lowerbound(t *testing.T) {
+func TestLowerbound(t *testing.T) {
 	if got := Lowerbound(Clock{ra: 1, rb: 5}, Clock{ra: 3, rc: 1}); !equalClock(got, Clock{ra: 1, rb: 5, rc: 1}) {
 		t.Fatalf("%v", got)
 	}
 }
 
-func TestCL05_FilterReplicas(t *testing.T) {
+func TestFilterReplicas(t *testing.T) {
 	got := Filter(Clock{ra: 1, rb: 2}, func(r Replica) bool { return r == rb })
 	if !equalClock(got, Clock{rb: 2}) {
 		t.Fatalf("%v", got)
 	}
 }
 
-func TestCL06_Replicas(t *testing.T) {
+func TestReplicas(t *testing.T) {
 	if got := (Clock{rb: 1, ra: 2}).Replicas(); !slices.Equal(got, []Replica{ra, rb}) {
 		t.Fatalf("%v", got)
 	}

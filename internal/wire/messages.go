@@ -2,7 +2,8 @@ package wire
 
 import "github.com/gopresence/presence/internal/crdt"
 
-// Message is one of the four inter-node messages of spec §2.5:
+// Message is one of the four inter-node messages Phoenix.Tracker's shards
+// exchange:
 // *Heartbeat, *TransferReq, *TransferAck, *GracefulPermdown. Messages are
 // immutable once built.
 type Message interface{ isMessage() }

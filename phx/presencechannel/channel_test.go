@@ -98,7 +98,7 @@ func payloadJSON(f []any) string {
 	return string(b)
 }
 
-// Deliberate difference 1 (protocol.md): a malformed frame closes the
+// Deliberate difference 1 (docs/protocol.md): a malformed frame closes the
 // connection with 1007 and a reason (Phoenix drops it without a close
 // frame); no phx_reply; the presence leaves.
 func TestDeliberateMalformedFrameCloses(t *testing.T) {
@@ -133,7 +133,7 @@ func TestDeliberateMalformedFrameCloses(t *testing.T) {
 	}
 }
 
-// Deliberate difference 2 (protocol.md): a non-object meta on
+// Deliberate difference 2 (docs/protocol.md): a non-object meta on
 // presence:update / presence:track gets an error reply "invalid meta" and
 // changes nothing (Phoenix's app crashes the channel).
 func TestDeliberateInvalidMeta(t *testing.T) {
@@ -223,7 +223,7 @@ func TestDevModeUserID(t *testing.T) {
 
 // A rejoin after a reconnect (new join_ref) gets a new
 // presence_state with the channel's new join_ref.
-func TestX10_RejoinGetsState(t *testing.T) {
+func TestRejoinGetsState(t *testing.T) {
 	st := newStack(t)
 	b, _ := st.dial(t, url.Values{"user_id": {"u2"}})
 	b.send(`["1","1","room:x","phx_join",{"meta":{"n":"b"}}]`)

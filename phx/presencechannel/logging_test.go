@@ -38,7 +38,7 @@ func (l *lockedBuf) String() string {
 // as a param or in the auth-token subprotocol), and join and update
 // payloads carrying secrets, leave no token, password or meta in the log;
 // the refusals are logged with their cause.
-func TestWS14_PresenceChannelLogsNoSecrets(t *testing.T) {
+func TestPresenceChannelLogsNoSecrets(t *testing.T) {
 	var buf lockedBuf
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	secret := []byte("s3cret-s3cret-s3cret-s3cret-s3cr")

@@ -471,8 +471,9 @@ func isDiff(v any) (string, bool) {
 
 // canonicalOrder reorders items: the main stream in arrival order, then
 // each topic's presence_diff stream (topics sorted), each in order. Two
-// lists match under protocol.md's stream rule iff their canonical orders
-// are equal. Long-poll bodies' messages are reordered the same way.
+// lists match under the stream rule described at the top of this file iff
+// their canonical orders are equal. Long-poll bodies' messages are
+// reordered the same way.
 func canonicalOrder(items []any) []any {
 	main := []any{}
 	diffs := map[string][]any{}

@@ -24,7 +24,9 @@ const DefaultNamespace = "presence"
 // Sentinel errors of New.
 var (
 	// ErrNameTaken: a live Bus of the same namespace already has
-	// Config.NodeName (node names must be unique, spec §10.1).
+	// Config.NodeName (node names must be unique: peers are told apart by
+	// name alone, so two live nodes of one name would make each other's
+	// heartbeats look like restarts).
 	ErrNameTaken = errors.New("natsbus: node name taken by a live node")
 	// ErrNoNodeName: Config.NodeName is empty.
 	ErrNoNodeName = errors.New("natsbus: NodeName is required")

@@ -279,7 +279,7 @@ func BenchmarkBroadcast(b *testing.B) {
 	}
 }
 
-// a second live Bus with an existing node name is refused; once the
+// A second live Bus with an existing node name is refused; once the
 // first closes, the name is free again.
 func TestNameTaken(t *testing.T) {
 	srv := startServer(t, natsembed.Config{})

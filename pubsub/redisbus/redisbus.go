@@ -25,7 +25,8 @@ const DefaultURL = "redis://127.0.0.1:6379"
 var ErrNoNodeName = errors.New("redisbus: NodeName is required")
 
 // ErrNameTaken is returned by New when a live Bus of the same namespace
-// already has Config.NodeName (node names must be unique, spec §10.1).
+// already has Config.NodeName (node names must be unique: peers are told apart by name alone, so two
+// live nodes of one name would make each other's heartbeats look like restarts).
 var ErrNameTaken = errors.New("redisbus: node name taken by a live node")
 
 // Config configures a Bus. NodeName is required; every other zero field

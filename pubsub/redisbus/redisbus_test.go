@@ -176,7 +176,7 @@ func BenchmarkBroadcast(b *testing.B) {
 	b.ReportMetric(float64(4+len("pub")+len(topic)), "envelope-B/msg")
 }
 
-// a second live Bus with an existing node name is refused; once the
+// A second live Bus with an existing node name is refused; once the
 // first closes, the name is free again.
 func TestNameTaken(t *testing.T) {
 	srv := startRedis(t, 0)
