@@ -170,7 +170,12 @@ func (t *lpTransport) get(w http.ResponseWriter, r *http.Request) {
 	ip, err := s.reserve(r.RemoteAddr, ident.ID)
 	if err != nil {
 		s.log.Warn("phx: connection refused", "peer", r.RemoteAddr, "id", ident.ID, "transport", transportLongPoll, "err", err)
-		writeLP(w, lpBody{Status: http.StatusTooManyRequests})
+		// A real HTTP 429 with no body, not {"status":429}: phoenix.js reads
+		// only the body, throws on a status it does not know and never
+		// reconnects, while an empty body counts as a failed poll, which it
+		// retries with its reconnect backoff (as after a refused upgrade).
+		lpHeaders(w)
+		w.WriteHeader(http.StatusTooManyRequests)
 		return
 	}
 	sess, err := t.newSession(ser, ident, r.RemoteAddr)
