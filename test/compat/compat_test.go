@@ -444,11 +444,10 @@ func TestPhoenixJS(t *testing.T) {
 	})
 }
 
-// TestDemoPage drives the demo page (web/static) in chromium through
-// playwright-core (browser.test.mjs), X-10 for the page included.
-func TestDemoPage(t *testing.T) {
-	node := requireNode(t)
-	requireChromium(t)
+// screenshotDir is $PRESENCE_COMPAT_OUT, default out/, made absolute and
+// created.
+func screenshotDir(t *testing.T) string {
+	t.Helper()
 	outDir := os.Getenv("PRESENCE_COMPAT_OUT")
 	if outDir == "" {
 		outDir = "out"
@@ -461,9 +460,33 @@ func TestDemoPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshots in %s", outDir)
+	return outDir
+}
+
+// TestDemoPage drives the demo page (web/static) in chromium through
+// playwright-core (browser.test.mjs), X-10 for the page included.
+func TestDemoPage(t *testing.T) {
+	node := requireNode(t)
+	requireChromium(t)
+	outDir := screenshotDir(t)
 	s := startServer(t)
 	runNode(t, node, []string{"PRESENCE_URL=" + s.URL(), "PRESENCE_CONTROL_URL=" + control(t, s),
 		"PRESENCE_COMPAT_OUT=" + outDir, "CHROMIUM=" + chromium}, "browser.test.mjs")
+}
+
+// TestPhoenixJSBrowser loads phoenix.js's own browser bundle
+// (node_modules/phoenix/priv/static/phoenix.js) on a page in chromium,
+// served from another loopback port (phoenixjs-browser.test.mjs): join,
+// Presence sync across two browser contexts, a status update, and LongPoll
+// on a page without window.WebSocket and behind a proxy that refuses
+// WebSocket upgrades (longPollFallbackMs).
+func TestPhoenixJSBrowser(t *testing.T) {
+	node := requireNode(t)
+	requireChromium(t)
+	outDir := screenshotDir(t)
+	s := startServer(t)
+	runNode(t, node, []string{"PRESENCE_URL=" + s.URL(), "PRESENCE_COMPAT_OUT=" + outDir, "CHROMIUM=" + chromium},
+		"phoenixjs-browser.test.mjs")
 }
 
 // clusterTimings are short, so that a killed node's presences leave within

@@ -3,6 +3,14 @@
 // driven from Node's test runner, and the demo page driven in Debian's
 // chromium through playwright-core.
 //
+// TestPhoenixJSBrowser (phoenixjs-browser.test.mjs) loads phoenix.js's own
+// browser bundle (node_modules/phoenix/priv/static/phoenix.js) on a page in
+// chromium, served by the Node test from another loopback port: join,
+// Presence sync across two browser contexts and a status update, then
+// LongPoll twice: on a page without window.WebSocket, and with
+// longPollFallbackMs behind the test's proxy, which refuses WebSocket
+// upgrades.
+//
 // The Go tests build ./cmd/presenced, start it on a free loopback port and
 // run `node --test` on the *.test.mjs files with PRESENCE_URL set. The
 // X-10 test also sets PRESENCE_CONTROL_URL, a small HTTP endpoint of the Go
