@@ -427,18 +427,18 @@ func runNode(t *testing.T, node string, env []string, files ...string) {
 	t.Logf("node --test %s: ok in %v", strings.Join(files, " "), time.Since(start).Round(time.Millisecond))
 }
 
-// TestPhoenixJS runs the official client against presenced: JP-xx
-// scenarios, V1/V2, long-poll next to WebSocket, broadcast
+// TestPhoenixJS runs the official client against presenced: the
+// scenarios of phoenix.js's own Presence tests, V1/V2, long-poll next to WebSocket, broadcast
 // (presence.test.mjs), an abandoned long-poll session (longpoll.test.mjs)
 // and hostile clients next to phoenix.js (hostile.test.mjs), in parallel,
-// and X-10 across server restarts (restart.test.mjs).
+// and server restarts under the clients (restart.test.mjs).
 func TestPhoenixJS(t *testing.T) {
 	node := requireNode(t)
 	t.Run("JP", func(t *testing.T) {
 		s := startServer(t)
 		runNode(t, node, []string{"PRESENCE_URL=" + s.URL()}, "presence.test.mjs", "longpoll.test.mjs", "hostile.test.mjs")
 	})
-	t.Run("X-10", func(t *testing.T) {
+	t.Run("restart", func(t *testing.T) {
 		s := startServer(t)
 		runNode(t, node, []string{"PRESENCE_URL=" + s.URL(), "PRESENCE_CONTROL_URL=" + control(t, s)}, "restart.test.mjs")
 	})
@@ -464,7 +464,7 @@ func screenshotDir(t *testing.T) string {
 }
 
 // TestDemoPage drives the demo page (web/static) in chromium through
-// playwright-core (browser.test.mjs), X-10 for the page included.
+// playwright-core (browser.test.mjs), a server restart under the page included.
 func TestDemoPage(t *testing.T) {
 	node := requireNode(t)
 	requireChromium(t)

@@ -13,7 +13,7 @@
 //
 // The Go tests build ./cmd/presenced, start it on a free loopback port and
 // run `node --test` on the *.test.mjs files with PRESENCE_URL set. The
-// X-10 test also sets PRESENCE_CONTROL_URL, a small HTTP endpoint of the Go
+// restart tests also set PRESENCE_CONTROL_URL, a small HTTP endpoint of the Go
 // harness: POST /restart?mode=term|kill stops presenced (SIGTERM or
 // SIGKILL) and starts it again on the same port.
 //
