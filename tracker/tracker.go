@@ -47,6 +47,10 @@ type Diff struct {
 	Topic  string
 	Joins  []Presence
 	Leaves []Presence
+	// Seq numbers the shard's batches of diffs from 1, in the order they
+	// are handed to HandleDiff (the diffs of one step share it). With
+	// ListAt it tells a subscriber which diffs a listing already holds.
+	Seq uint64
 }
 
 // ReplicaStatus describes a peer replica a shard knows.
@@ -333,6 +337,20 @@ func (t *Tracker) List(topic string) []Presence {
 		out[i] = toPresence(e)
 	}
 	return out
+}
+
+// ListAt is List taken under the shard's lock, with the Seq of the last
+// batch of diffs the listing holds: the diffs of topic with a greater Seq
+// are exactly the changes made after it. A subscriber that keeps its own
+// copy of a topic starts from it without missing or repeating a change.
+func (t *Tracker) ListAt(topic string) ([]Presence, uint64) {
+	s := t.shardFor(topic)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.disp.mu.Lock()
+	seq := s.disp.pushed
+	s.disp.mu.Unlock()
+	return t.List(topic), seq
 }
 
 // Get returns the visible presences of (topic, key).
@@ -758,9 +776,10 @@ func (d *dispatcher) run(wg *sync.WaitGroup) {
 				}
 				break
 			}
-			for _, ds := range q {
+			for i, ds := range q {
+				seq := d.done + uint64(i) + 1
 				for _, x := range ds {
-					d.deliver(groupByTopic(x))
+					d.deliver(groupByTopic(x, seq))
 				}
 			}
 			d.mu.Lock()
@@ -784,7 +803,7 @@ func (d *dispatcher) deliver(ds []Diff) {
 }
 
 // groupByTopic splits a diff (sorted by topic) into per-topic diffs.
-func groupByTopic(d crdt.Diff) []Diff {
+func groupByTopic(d crdt.Diff, seq uint64) []Diff {
 	var out []Diff
 	idx := map[string]int{}
 	get := func(topic string) *Diff {
@@ -792,7 +811,7 @@ func groupByTopic(d crdt.Diff) []Diff {
 		if !ok {
 			i = len(out)
 			idx[topic] = i
-			out = append(out, Diff{Topic: topic})
+			out = append(out, Diff{Topic: topic, Seq: seq})
 		}
 		return &out[i]
 	}
