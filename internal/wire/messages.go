@@ -1,11 +1,15 @@
 package wire
 
-import "github.com/gopresence/presence/internal/crdt"
+import (
+	"time"
 
-// Message is one of the four inter-node messages Phoenix.Tracker's shards
-// exchange:
-// *Heartbeat, *TransferReq, *TransferAck, *GracefulPermdown. Messages are
-// immutable once built.
+	"github.com/gopresence/presence/internal/crdt"
+)
+
+// Message is one of the inter-node messages the tracker's shards exchange:
+// Phoenix.Tracker's four (*Heartbeat, *TransferReq, *TransferAck,
+// *GracefulPermdown) and ours, *Stopping. Messages are immutable once
+// built.
 type Message interface{ isMessage() }
 
 // Heartbeat is broadcast every period (or sooner, when a delta waits):
@@ -39,10 +43,28 @@ type GracefulPermdown struct {
 	From crdt.Replica
 }
 
+// Stopping says the sender stops gracefully: peers keep its presences for
+// Grace, so that its clients can reconnect to other nodes and track again
+// before the old entries leave (their keys never disappear), then drop
+// them as a permdown does. It is the sender's last message. A node built
+// before Stopping existed drops it (ErrUnknownKind) and, hearing nothing
+// more, takes the sender down after its down period, as after a crash.
+type Stopping struct {
+	From crdt.Replica
+	// Grace travels in whole milliseconds (rounded up), at most MaxGrace; 0 means
+	// drop the presences at once (a graceful_permdown).
+	Grace time.Duration
+}
+
+// MaxGrace bounds Stopping.Grace (a day: far beyond any sensible grace,
+// far below what overflows a Duration).
+const MaxGrace = 24 * time.Hour
+
 func (*Heartbeat) isMessage()        {}
 func (*TransferReq) isMessage()      {}
 func (*TransferAck) isMessage()      {}
 func (*GracefulPermdown) isMessage() {}
+func (*Stopping) isMessage()         {}
 
 // Outbound is a message to send: to every other node (To == "") or to the
 // node named To.

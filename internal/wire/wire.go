@@ -1,7 +1,7 @@
 // Package wire is the versioned binary encoding of the tracker's
 // node-to-node messages: heartbeat (clocks and an optional delta),
-// transfer_req, transfer_ack (a delta generation or a full state) and
-// graceful_permdown.
+// transfer_req, transfer_ack (a delta generation or a full state),
+// graceful_permdown and stopping.
 //
 // Layout: a version byte (1), a kind byte, a table of the replicas the
 // message names (each named once, then referred to by index), then the
@@ -9,6 +9,11 @@
 // length-prefixed bytes; metas travel as opaque JSON. Decoding untrusted
 // bytes never panics: every length and count is checked against what is
 // left, and an error says what was wrong.
+//
+// Kinds are only ever added, never changed: a node that meets a kind it
+// does not know (one added after it was built) gets ErrUnknownKind and
+// drops the message, so new kinds must degrade to what an older node does
+// without them (stopping degrades to the down period).
 package wire
 
 import (
@@ -16,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/gopresence/presence/internal/crdt"
 )
@@ -28,6 +34,7 @@ const (
 	kindTransferReq
 	kindTransferAck
 	kindGracefulPermdown
+	kindStopping
 )
 
 // ErrMalformed is wrapped by every decoding error.
@@ -35,6 +42,12 @@ var ErrMalformed = errors.New("wire: malformed message")
 
 // ErrVersion is returned for a message of an unknown version.
 var ErrVersion = errors.New("wire: unsupported version")
+
+// ErrUnknownKind is returned (wrapping ErrMalformed) for a message of the
+// current version whose kind this build does not know: most likely a kind
+// added after it, sent by a newer node, which the receiver may drop
+// without alarm.
+var ErrUnknownKind = fmt.Errorf("%w: unknown kind", ErrMalformed)
 
 type encoder struct {
 	buf  []byte
@@ -197,6 +210,14 @@ func Encode(m Message) ([]byte, error) {
 		e.note(m.From)
 		e.header(kindGracefulPermdown)
 		e.rep(m.From)
+	case *Stopping:
+		if m.Grace < 0 || m.Grace > MaxGrace {
+			return nil, fmt.Errorf("wire: stopping grace %v out of range", m.Grace)
+		}
+		e.note(m.From)
+		e.header(kindStopping)
+		e.rep(m.From)
+		e.uvarint(uint64((m.Grace + time.Millisecond - 1) / time.Millisecond)) // rounded up: never shorter
 	default:
 		return nil, fmt.Errorf("wire: unknown message %T", m)
 	}
@@ -437,8 +458,18 @@ func Decode(b []byte) (Message, error) {
 		m = ack
 	case kindGracefulPermdown:
 		m = &GracefulPermdown{From: d.rep("from")}
+	case kindStopping:
+		st := &Stopping{From: d.rep("from")}
+		ms := d.uvarint("grace")
+		if ms > uint64(MaxGrace/time.Millisecond) {
+			d.fail("grace out of range")
+		}
+		st.Grace = time.Duration(ms) * time.Millisecond
+		m = st
 	default:
-		d.fail(fmt.Sprintf("unknown kind %d", kind))
+		if d.err == nil {
+			return nil, fmt.Errorf("%w %d", ErrUnknownKind, kind)
+		}
 	}
 	if d.err != nil {
 		return nil, d.err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/gopresence/presence/internal/crdt"
 	"github.com/gopresence/presence/internal/wire"
@@ -34,6 +35,8 @@ func messages() []wire.Message {
 		&wire.TransferAck{ID: 42, From: a, Delta: sampleDelta()},
 		&wire.TransferAck{ID: 43, From: a, Extract: s.Extract(crdt.Clock{a: 0, b: 0})},
 		&wire.GracefulPermdown{From: b},
+		&wire.Stopping{From: b, Grace: 5 * time.Second},
+		&wire.Stopping{From: a},
 	}
 }
 
@@ -98,6 +101,52 @@ func TestDecodeErrors(t *testing.T) {
 		} else if !errors.Is(err, wire.ErrMalformed) && !errors.Is(err, wire.ErrVersion) {
 			t.Errorf("%s: error %v is not ErrMalformed/ErrVersion", name, err)
 		}
+	}
+}
+
+// A kind added after this build (sent by a newer node) is told apart from
+// garbage, so that the receiver drops it quietly.
+func TestDecodeUnknownKind(t *testing.T) {
+	b, _ := wire.Encode(&wire.GracefulPermdown{From: crdt.Replica{Name: "a", Vsn: 1}})
+	b[1] = 42 // a kind this build does not know, with a well-formed header
+	if _, err := wire.Decode(b); !errors.Is(err, wire.ErrUnknownKind) || !errors.Is(err, wire.ErrMalformed) {
+		t.Fatalf("unknown kind: %v", err)
+	}
+	b[2] = 0xff // a broken replica table is malformed, whatever the kind
+	if _, err := wire.Decode(b); err == nil || errors.Is(err, wire.ErrUnknownKind) {
+		t.Fatalf("unknown kind with a bad header: %v", err)
+	}
+}
+
+// The grace of a stopping message travels in whole milliseconds, rounded
+// up (a grace never shrinks to "at once"), and is bounded both ways.
+func TestStoppingGrace(t *testing.T) {
+	a := crdt.Replica{Name: "a", Vsn: 1}
+	for _, c := range []struct{ in, out time.Duration }{
+		{0, 0}, {time.Microsecond, time.Millisecond}, {1500 * time.Microsecond, 2 * time.Millisecond},
+		{5 * time.Second, 5 * time.Second}, {wire.MaxGrace, wire.MaxGrace},
+	} {
+		b, err := wire.Encode(&wire.Stopping{From: a, Grace: c.in})
+		if err != nil {
+			t.Fatalf("%v: %v", c.in, err)
+		}
+		m, err := wire.Decode(b)
+		if err != nil {
+			t.Fatalf("%v: %v", c.in, err)
+		}
+		if g := m.(*wire.Stopping).Grace; g != c.out {
+			t.Errorf("grace %v arrives as %v, want %v", c.in, g, c.out)
+		}
+	}
+	for _, g := range []time.Duration{-time.Second, wire.MaxGrace + time.Millisecond} {
+		if _, err := wire.Encode(&wire.Stopping{From: a, Grace: g}); err == nil {
+			t.Errorf("grace %v encoded", g)
+		}
+	}
+	b, _ := wire.Encode(&wire.Stopping{From: a, Grace: wire.MaxGrace})
+	b[len(b)-1]++ // one more than MaxGrace in the last varint byte
+	if _, err := wire.Decode(b); !errors.Is(err, wire.ErrMalformed) {
+		t.Fatalf("grace beyond MaxGrace: %v", err)
 	}
 }
 
