@@ -48,10 +48,23 @@ type Config struct {
 	// MaxDeltaSizes are the caps of the delta generations, in order.
 	// Default [100, 1000, 10000].
 	MaxDeltaSizes []int
+	// ShutdownGrace is how long peers keep this node's presences after
+	// Shutdown: Shutdown tells them the node is stopping (they report it
+	// as stopping), clients that reconnect to another node within the
+	// grace track again there before their old entries leave, so their
+	// keys never disappear for anyone; the rest leave when it ends. It
+	// travels in the stopping message, so the stopping node's value
+	// applies (capped by each peer's PermdownPeriod). Not Phoenix's
+	// (which keeps them for the down period, 30 s, and then reports the
+	// node's users as gone and back): default 5 s, ample for clients
+	// that reconnect at once, as phoenix.js does. Negative: peers are not
+	// told and keep the presences for the down period, as after a crash.
+	// PermdownOnShutdown overrides it.
+	ShutdownGrace time.Duration
 	// PermdownOnShutdown makes Shutdown broadcast graceful_permdown so that
-	// peers drop this node's presences at once. Default false: peers keep
-	// showing them until the down period, which avoids a storm of leaves and
-	// joins when clients reconnect elsewhere.
+	// peers drop this node's presences at once, instead of the stopping
+	// message and its grace: every user of the node leaves, and those who
+	// reconnect elsewhere join again. Default false.
 	PermdownOnShutdown bool
 	// InboxSize bounds each shard's inbox of inbound bus messages; when full,
 	// messages are dropped and counted (heartbeats and transfers repair the
@@ -71,6 +84,9 @@ type Config struct {
 	// Logger receives debug and error logs. Nil discards.
 	Logger *slog.Logger
 }
+
+// DefaultShutdownGrace is Config.ShutdownGrace's default.
+const DefaultShutdownGrace = 5 * time.Second
 
 // Errors of configuration (the texts are Phoenix's).
 var (
@@ -111,6 +127,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxDeltaSizes == nil {
 		c.MaxDeltaSizes = append([]int(nil), crdt.DefaultDeltaSizes...)
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
 	}
 	if c.NameCheck == 0 {
 		c.NameCheck = 100 * time.Millisecond

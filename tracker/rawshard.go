@@ -41,6 +41,11 @@ type peer struct {
 	vsn  int64
 	last time.Duration // time of the last heartbeat
 	down bool
+	// stopping: the peer said it stops gracefully; its presences stay
+	// visible until graceEnd, then go as in a permdown. The down timer no
+	// longer applies: the peer is silent on purpose.
+	stopping bool
+	graceEnd time.Duration
 }
 
 // Ready is what a RawShard has produced since the last call to Ready.
@@ -216,6 +221,9 @@ func (s *RawShard) Sample() {
 	slices.SortFunc(reps, crdt.Replica.Compare)
 	asked := map[string]bool{}
 	for _, r := range reps {
+		if p := s.peers[r.Name]; p != nil && p.stopping && p.vsn == r.Vsn {
+			continue // it sends nothing more; others have what it sent
+		}
 		if r != s.self && !asked[r.Name] {
 			asked[r.Name] = true
 			s.RequestTransfer(r.Name)
@@ -234,7 +242,8 @@ func (s *RawShard) RequestTransfer(node string) *wire.TransferReq {
 	return m
 }
 
-// DetectDown applies the down and permdown timers to every peer.
+// DetectDown applies the down and permdown timers to every peer, and
+// ends the grace of stopping peers whose grace is over.
 func (s *RawShard) DetectDown(now time.Duration) {
 	names := make([]string, 0, len(s.peers))
 	for n := range s.peers {
@@ -243,6 +252,12 @@ func (s *RawShard) DetectDown(now time.Duration) {
 	slices.Sort(names)
 	for _, n := range names {
 		p := s.peers[n]
+		if p.stopping {
+			if now >= p.graceEnd {
+				s.PeerPermdown(n, p.vsn) // its presences leave
+			}
+			continue
+		}
 		silence := now - p.last
 		switch {
 		case silence > s.cfg.PermdownPeriod:
@@ -277,18 +292,38 @@ func (s *RawShard) PeerPermdown(name string, vsn int64) {
 	}
 }
 
+// NextDeadline returns the earliest end of a stopping peer's grace. The
+// shell calls DetectDown at that time rather than at the next tick, so
+// that the presences of a stopped node leave when its grace ends, not up
+// to a broadcast period later.
+func (s *RawShard) NextDeadline() (time.Duration, bool) {
+	var at time.Duration
+	found := false
+	for _, p := range s.peers {
+		if p.stopping && (!found || p.graceEnd < at) {
+			at, found = p.graceEnd, true
+		}
+	}
+	return at, found
+}
+
 // PeerStatus describes a known peer.
 type PeerStatus struct {
 	Replica  crdt.Replica
 	Down     bool
 	LastSeen time.Duration
+	// Stopping: the peer said it stops; its presences stay visible until
+	// GraceEnd.
+	Stopping bool
+	GraceEnd time.Duration
 }
 
 // Peers lists the known peers by name.
 func (s *RawShard) Peers() []PeerStatus {
 	out := make([]PeerStatus, 0, len(s.peers))
 	for n, p := range s.peers {
-		out = append(out, PeerStatus{crdt.Replica{Name: n, Vsn: p.vsn}, p.down, p.last})
+		out = append(out, PeerStatus{Replica: crdt.Replica{Name: n, Vsn: p.vsn}, Down: p.down, LastSeen: p.last,
+			Stopping: p.stopping, GraceEnd: p.graceEnd})
 	}
 	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Replica.Compare(b.Replica) })
 	return out
@@ -298,6 +333,16 @@ func (s *RawShard) Peers() []PeerStatus {
 // for good, and queues it for broadcast.
 func (s *RawShard) GracefulPermdown() *wire.GracefulPermdown {
 	m := &wire.GracefulPermdown{From: s.self}
+	s.send("", m)
+	return m
+}
+
+// Stopping builds the message that tells peers this replica stops
+// gracefully and that they should keep its presences for grace (so
+// that its clients reconnect elsewhere without their keys ever leaving),
+// and queues it for broadcast. It is the last message a replica sends.
+func (s *RawShard) Stopping(grace time.Duration) *wire.Stopping {
+	m := &wire.Stopping{From: s.self, Grace: min(max(grace, 0), wire.MaxGrace)}
 	s.send("", m)
 	return m
 }
@@ -386,6 +431,22 @@ func (s *RawShard) Step(now time.Duration, m wire.Message) {
 		}
 		s.PeerDown(m.From.Name, m.From.Vsn)
 		s.PeerPermdown(m.From.Name, m.From.Vsn)
+	case *wire.Stopping:
+		p := s.peers[m.From.Name]
+		if m.From.Name == s.self.Name || p == nil || p.vsn != m.From.Vsn || p.stopping {
+			return // not a peer we know, or a repeat (the first deadline holds)
+		}
+		// A stopping peer is kept no longer than a silent one: after the
+		// permdown period its presences would be gone anyway.
+		grace := min(m.Grace, s.cfg.PermdownPeriod)
+		if p.down || grace <= 0 {
+			// Held as down, its presences have left already: bringing them
+			// back for the grace would only make them leave twice.
+			s.PeerPermdown(m.From.Name, m.From.Vsn)
+			return
+		}
+		p.stopping = true
+		p.graceEnd = now + grace
 	}
 }
 
@@ -422,8 +483,10 @@ func (s *RawShard) forgetPending(r crdt.Replica) {
 
 // heard does the liveness bookkeeping of a heartbeat from r: a first
 // heartbeat records the peer as up; one of the same incarnation refreshes
-// it (and brings it back up if held as down); one of a new incarnation
-// replaces the old one, whose presences leave.
+// it (and brings it back up if held as down; a stopping peer stays
+// stopping: a heartbeat it sent before its stopping message may arrive
+// after it); one of a new incarnation replaces the old one, whose
+// presences leave at once, stopping or not, as in a permdown.
 func (s *RawShard) heard(r crdt.Replica, now time.Duration) crdt.Diff {
 	prev := s.peers[r.Name]
 	switch {

@@ -53,14 +53,31 @@ type Diff struct {
 	Seq uint64
 }
 
-// ReplicaStatus describes a peer replica a shard knows.
+// ReplicaStatus describes a peer replica a shard knows. A replica that is
+// permdowned (silent past the permdown period, gracefully permdowned, or
+// past its stopping grace) is forgotten and no longer listed.
 type ReplicaStatus struct {
 	Name string
 	Vsn  int64
 	// Down: silent for longer than the down period; its presences hidden.
 	Down bool
+	// Stopping: the replica said it stops gracefully; its presences stay
+	// visible for GraceLeft more, then leave.
+	Stopping  bool
+	GraceLeft time.Duration
 	// Shard is the shard index that knows it.
 	Shard int
+}
+
+// Status is "up", "down" or "stopping".
+func (r ReplicaStatus) Status() string {
+	switch {
+	case r.Stopping:
+		return "stopping"
+	case r.Down:
+		return "down"
+	}
+	return "up"
 }
 
 // Tracker runs PoolSize shards of one node.
@@ -371,8 +388,13 @@ func (t *Tracker) Replicas() []ReplicaStatus {
 	var out []ReplicaStatus
 	for i, s := range t.shards {
 		s.mu.Lock()
+		now := s.now()
 		for _, p := range s.raw.Peers() {
-			out = append(out, ReplicaStatus{Name: p.Replica.Name, Vsn: p.Replica.Vsn, Down: p.Down, Shard: i})
+			r := ReplicaStatus{Name: p.Replica.Name, Vsn: p.Replica.Vsn, Down: p.Down, Stopping: p.Stopping, Shard: i}
+			if p.Stopping {
+				r.GraceLeft = max(p.GraceEnd-now, 0)
+			}
+			out = append(out, r)
 		}
 		s.mu.Unlock()
 	}
@@ -389,13 +411,20 @@ func (t *Tracker) Dropped() uint64 {
 	return n
 }
 
-// Shutdown stops the tracker gracefully: pending deltas are sent; with
-// PermdownOnShutdown it then broadcasts graceful_permdown so peers drop
-// this node's presences at once, otherwise peers keep showing them until
-// the down period (Phoenix's default: clients that reconnect elsewhere do
-// not cause a storm of leaves and joins); pending diffs are delivered;
-// shards stop. Local presences are not untracked one by one; calls after
-// Shutdown return ErrClosed. Idempotent; respects ctx's deadline.
+// Shutdown stops the tracker gracefully: pending deltas are sent, then
+// every shard tells its peers how this node leaves: by default a stopping
+// message, and peers keep this node's presences for ShutdownGrace, so
+// that clients reconnecting to other nodes track again before the old
+// entries leave (no key disappears, no storm of leaves and joins), while
+// the presences of clients that do not come back leave when the grace
+// ends; with PermdownOnShutdown a graceful_permdown, and peers drop them
+// at once; with a negative ShutdownGrace nothing, and peers keep them
+// until the down period, as after a crash. Then pending diffs are
+// delivered and shards stop. Local presences are not untracked one by
+// one; calls after Shutdown return ErrClosed. Shutdown returns once the
+// messages are handed to the bus: a caller that closes its client
+// connections afterwards knows peers hear of the stop first. Idempotent;
+// respects ctx's deadline.
 func (t *Tracker) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
 	if t.closed {
@@ -412,8 +441,11 @@ func (t *Tracker) Shutdown(ctx context.Context) error {
 	for _, s := range t.shards {
 		s.mu.Lock()
 		s.raw.Flush() // changes made before Shutdown still go out
-		if t.cfg.PermdownOnShutdown {
+		switch {
+		case t.cfg.PermdownOnShutdown:
 			s.raw.GracefulPermdown()
+		case t.cfg.ShutdownGrace > 0:
+			s.raw.Stopping(t.cfg.ShutdownGrace)
 		}
 		s.afterCommand()
 		s.mu.Unlock()
@@ -557,6 +589,11 @@ func (s *Shard) receive(m pubsub.Message) {
 		data = whole
 	}
 	msg, err := wire.Decode(data)
+	if errors.Is(err, wire.ErrUnknownKind) {
+		// a newer node's message: it degrades to what we do without it
+		s.t.cfg.Logger.Debug("tracker: dropping a message of an unknown kind", "from", m.From, "err", err)
+		return
+	}
 	if err != nil {
 		s.t.cfg.Logger.Warn("tracker: dropping undecodable message", "from", m.From, "err", err)
 		return
@@ -577,6 +614,23 @@ func (s *Shard) loop() {
 	flush := time.NewTimer(time.Hour)
 	flush.Stop()
 	flushArmed := false
+	// grace fires when a stopping peer's grace ends (RawShard.NextDeadline);
+	// graceAt is the deadline it is armed for, -1 when none.
+	grace := time.NewTimer(time.Hour)
+	grace.Stop()
+	defer grace.Stop()
+	graceAt := time.Duration(-1)
+	rearm := func() { // s.mu is held
+		at, ok := s.raw.NextDeadline()
+		switch {
+		case !ok && graceAt >= 0:
+			grace.Stop()
+			graceAt = -1
+		case ok && at != graceAt:
+			grace.Reset(max(at-s.now(), 0))
+			graceAt = at
+		}
+	}
 
 	s.mu.Lock()
 	s.raw.Tick(s.now()) // announce ourselves at once
@@ -601,11 +655,20 @@ func (s *Shard) loop() {
 				}
 			}
 			s.afterCommand()
+			rearm()
 			s.mu.Unlock()
 		case <-tick.C:
 			s.mu.Lock()
 			s.raw.Tick(s.now())
 			s.afterCommand()
+			rearm()
+			s.mu.Unlock()
+		case <-grace.C:
+			s.mu.Lock()
+			graceAt = -1
+			s.raw.DetectDown(s.now())
+			s.afterCommand()
+			rearm()
 			s.mu.Unlock()
 		case <-s.kick:
 			if cfg.FlushInterval > 0 && !flushArmed {
