@@ -21,7 +21,9 @@ import (
 //	run DURATION                     advance virtual time (e.g. 500ms, 3s)
 //	partition A B | C                split the network; heal reconnects
 //	drop-next FROM TO [K]            lose the next K messages on a link
-//	crash NODE / restart NODE / shutdown NODE
+//	crash NODE / restart NODE / shutdown NODE (graceful_permdown)
+//	stop NODE [GRACE]                graceful stop: peers keep its presences
+//	                                 for GRACE (default Config.ShutdownGrace)
 //	list NODE TOPIC                  the node's visible presences of TOPIC
 //	online NODE                      all its visible presences
 //	diffs NODE                       the diffs it reported since last asked
@@ -171,6 +173,23 @@ func (s *Sim) Script(cmd string, args []string) (string, error) {
 		}
 		s.DropNext(args[0], args[1], k)
 		return "ok", nil
+	case "stop":
+		if err := need(1); err != nil {
+			return "", err
+		}
+		if n := s.nodes[args[0]]; n == nil || !n.Alive {
+			return "", fmt.Errorf("node %s is not running", args[0])
+		}
+		grace := s.cfg.ShutdownGrace
+		if len(args) > 1 {
+			d, err := time.ParseDuration(args[1])
+			if err != nil {
+				return "", err
+			}
+			grace = d
+		}
+		s.Stop(args[0], grace)
+		return "ok", nil
 	case "crash", "restart", "shutdown":
 		if err := need(1); err != nil {
 			return "", err
@@ -225,7 +244,10 @@ func (s *Sim) Script(cmd string, args []string) (string, error) {
 			var b strings.Builder
 			for _, p := range n.Raw.Peers() {
 				st := "up"
-				if p.Down {
+				switch {
+				case p.Stopping:
+					st = fmt.Sprintf("stopping until %v", p.GraceEnd.Round(time.Millisecond))
+				case p.Down:
 					st = "down"
 				}
 				fmt.Fprintf(&b, "%s.%d %s\n", p.Replica.Name, p.Replica.Vsn, st)

@@ -1,8 +1,9 @@
 // Package sim is a deterministic simulator of a whole tracker cluster in
 // one process: N RawShards on virtual time, and a seeded network that
 // drops, duplicates, delays, reorders and partitions messages, with node
-// crashes and restarts (a restart is a new incarnation). Messages cross the
-// network encoded by internal/wire, as they do between real nodes.
+// crashes, restarts (a restart is a new incarnation), graceful stops (the
+// stopping message and its grace) and graceful permdowns. Messages cross
+// the network encoded by internal/wire, as they do between real nodes.
 //
 // Nothing here reads the wall clock or starts a goroutine: a run is a
 // function of its script and seed, so a failing seed replays exactly.
@@ -33,17 +34,19 @@ type Config struct {
 	// DropRate and DupRate are the chances a message is lost or delivered
 	// twice. Reordering comes from random latency.
 	DropRate, DupRate float64
+	// ShutdownGrace is the grace a node asks for when it stops (Stop).
+	ShutdownGrace time.Duration
 }
 
 // DefaultConfig is a fast cluster: 100 ms heartbeats, 2.5 s down, 5 s
-// permdown, 10 ms flush, 1–5 ms latency, no loss.
+// permdown, 1 s shutdown grace, 10 ms flush, 1–5 ms latency, no loss.
 func DefaultConfig(seed uint64) Config {
 	sc := tracker.DefaultShardConfig()
 	sc.BroadcastPeriod = 100 * time.Millisecond
 	sc.DownPeriod = 2500 * time.Millisecond
 	sc.PermdownPeriod = 5 * time.Second
 	return Config{Seed: seed, Shard: sc, FlushInterval: 10 * time.Millisecond,
-		LatencyMin: time.Millisecond, LatencyMax: 5 * time.Millisecond}
+		LatencyMin: time.Millisecond, LatencyMax: 5 * time.Millisecond, ShutdownGrace: time.Second}
 }
 
 // Node is one simulated node.
@@ -129,12 +132,23 @@ func (s *Sim) Restart(name string) {
 	n.nextTick = s.now
 }
 
-// Shutdown stops a node gracefully: it flushes, broadcasts
-// graceful_permdown, and stops.
+// Shutdown stops a node as Tracker.Shutdown does with PermdownOnShutdown:
+// it flushes, broadcasts graceful_permdown, and stops.
 func (s *Sim) Shutdown(name string) {
 	n := s.nodes[name]
 	n.Raw.Flush()
 	n.Raw.GracefulPermdown()
+	s.collect(n)
+	n.Alive = false
+}
+
+// Stop stops a node as Tracker.Shutdown does by default: it flushes,
+// broadcasts that it is stopping with a grace (Config.ShutdownGrace), and
+// stops. Its messages in flight still arrive.
+func (s *Sim) Stop(name string, grace time.Duration) {
+	n := s.nodes[name]
+	n.Raw.Flush()
+	n.Raw.Stopping(grace)
 	s.collect(n)
 	n.Alive = false
 }
@@ -244,6 +258,9 @@ func (s *Sim) next() (time.Duration, bool) {
 		if n.flushAt != 0 {
 			consider(n.flushAt)
 		}
+		if at, ok := n.Raw.NextDeadline(); ok {
+			consider(max(at, s.now))
+		}
 	}
 	return t, found
 }
@@ -308,6 +325,12 @@ func (s *Sim) step() {
 		if n.nextTick <= s.now {
 			n.Raw.Tick(s.now)
 			n.nextTick = s.now + s.cfg.Shard.BroadcastPeriod
+			s.collect(n)
+		}
+		// a stopping peer's grace ends on time, as the shard's grace
+		// timer makes it in the tracker
+		if at, ok := n.Raw.NextDeadline(); ok && at <= s.now {
+			n.Raw.DetectDown(s.now)
 			s.collect(n)
 		}
 	}
