@@ -1,7 +1,9 @@
 // Command presence-load measures a presenced node with many WebSocket
 // clients: memory per idle joined+tracked client (idle), presence_diff
-// fan-out latency (fanout) and sustained joins per second (joins). See
-// BENCHMARKS.md ("Server") for the method and the figures.
+// fan-out latency (fanout), sustained joins per second (joins), and a
+// wave of joins into one topic with every client keeping its copy of the
+// presences (room). See BENCHMARKS.md ("Server") for the method and the
+// figures.
 //
 //	go run ./cmd/presence-load -help
 //
@@ -35,7 +37,7 @@ func main() {
 	}
 }
 
-const usage = `Usage: presence-load -mode idle|fanout|joins [flags]
+const usage = `Usage: presence-load -mode idle|fanout|joins|room [flags]
 
 Loads a presenced node (built-in presence channel on room:*, dev mode: the
 socket param user_id is the key) with cheap V2 WebSocket clients spread over
@@ -59,12 +61,32 @@ Modes:
           oldest first. Keep -rate/-clients under the server's per-connection
           JoinRate (10/s by default). Reports joins/s, reply latency per
           second and errors.
+  room    -clients N connections, then each joins -topic (default room:big)
+          once, with a meta (tracked), -rate joins/s in total (default
+          1000/s). Every client keeps its own copy of the topic's presences
+          as phoenix.js's Presence does (presence_state replaces it, diffs
+          before the first state wait for it, joins add or replace metas by
+          phx_ref, leaves remove them, a key without metas is gone), until
+          every copy holds all N keys or -timeout (less 3 s) passes.
+          -presence-mode count instead joins with "presence": {"mode":
+          "count"} and waits for presence_count {"keys": N, "metas": N}.
+          Reports the joins/s achieved, the time from the last join reply
+          until every view was complete (or the views still incomplete),
+          presence_diff / presence_state / presence_count frames and bytes
+          per client (mean, p50, max), the most presence_diff frames one
+          client got in one second, errors, the server's CPU seconds and
+          RSS (peak: VmHWM), and the kernel's softnet drops and TCP
+          retransmissions during the joins (a large loopback fan-out can
+          overflow the input backlog). Client memory: 4 bytes per key per
+          client (19k clients: ~1.4 GB in the workers).
 
 Examples:
   go build -o /tmp/presenced ./cmd/presenced && /tmp/presenced &
   go run ./cmd/presence-load -mode idle -clients 10000
   go run ./cmd/presence-load -mode fanout -clients 10000 -changes 50 -interval 500ms
   go run ./cmd/presence-load -mode joins -clients 5000 -rate 20000 -duration 10s
+  go run ./cmd/presence-load -mode room -clients 2000 -rate 1000 -timeout 120s
+  go run ./cmd/presence-load -mode room -clients 10000 -rate 5000 -presence-mode count
 
 Flags:
 `
@@ -80,10 +102,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&o.Mode, "mode", "", "idle, fanout or joins (required)")
+	fs.StringVar(&o.Mode, "mode", "", "idle, fanout, joins or room (required)")
 	fs.StringVar(&o.URL, "url", loadtest.DefaultURL, "the server's WebSocket endpoint")
 	fs.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a non-loopback -url")
-	fs.IntVar(&o.Clients, "clients", 1000, "clients (idle), watchers (fanout) or connections (joins)")
+	fs.IntVar(&o.Clients, "clients", 1000, "clients (idle), watchers (fanout), connections (joins) or members (room)")
 	fs.IntVar(&o.Procs, "procs", 0, "worker processes (default: one per 15,000 clients)")
 	fs.IntVar(&o.SrcFirst, "src-first", loadtest.DefaultSrcFirst, "first source address 127.0.0.<n>; -1 binds none")
 	fs.IntVar(&o.PerIP, "per-ip", loadtest.DefaultPerIP, "clients per source address")
@@ -93,15 +115,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&duration, "duration", 10*time.Second, "idle: RSS sampling after setup; joins: how long joins are sent")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", loadtest.DefaultHeartbeat, "client heartbeat period (0: none)")
 	fs.IntVar(&o.Rooms, "rooms", 100, "idle: rooms room:0..rooms-1")
-	fs.IntVar(&o.MetaPad, "meta-pad", 0, "idle: extra bytes in each meta")
-	fs.StringVar(&o.Topic, "topic", "room:fanout", "fanout: the topic")
+	fs.IntVar(&o.MetaPad, "meta-pad", 0, "idle, room: extra bytes in each meta")
+	fs.StringVar(&o.Topic, "topic", "", "fanout, room: the topic (default room:fanout; room: room:big)")
 	fs.IntVar(&o.Changes, "changes", 50, "fanout: timed changes")
 	fs.DurationVar(&o.Interval, "interval", 250*time.Millisecond, "fanout: time between changes")
 	fs.IntVar(&o.WorkerNice, "worker-nice", -1, "nice value (0-19) of the worker processes; -1: 19 in fanout mode (readers only), else 0")
-	fs.Float64Var(&o.Rate, "rate", 20000, "joins: joins/s offered in total")
+	fs.Float64Var(&o.Rate, "rate", 0, "joins, room: joins/s offered in total (default 20000; room: 1000)")
 	fs.IntVar(&o.Topics, "topics", 100000, "joins: topics joined (room:j0..)")
 	fs.IntVar(&o.MaxChannels, "max-channels", 100, "joins: channels per connection before it leaves its oldest")
 	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "joins: wait for the last replies after -duration")
+	fs.StringVar(&o.PresenceMode, "presence-mode", loadtest.PresenceFull, "room: full (presence_state + presence_diff, a copy per client) or count (presence_count)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.StringVar(&workerJob, loadtest.WorkerFlag, "", "internal: run as a worker of this job")
 	if err := fs.Parse(args); err != nil {

@@ -230,7 +230,13 @@ func (p *poller) parse(pe *pollee, in []byte, arrived, now int64) {
 	}
 keep:
 	if len(b) == 0 {
-		pe.pend = pe.pend[:0]
+		// A large frame (a presence_state of thousands of metas) grew
+		// pend: do not keep that much per connection.
+		if cap(pe.pend) > 64<<10 {
+			pe.pend = nil
+		} else {
+			pe.pend = pe.pend[:0]
+		}
 		return
 	}
 	if len(pe.pend) > 0 {

@@ -224,3 +224,129 @@ func (m *CPUMeter) Stop() CPUUse {
 	u.Other = max(0, u.Machine-u.Server-u.Load)
 	return u
 }
+
+// NetCounters are the machine's network counters that show a loopback
+// fan-out overflowing the kernel: packets dropped because a CPU's input
+// backlog (net.core.netdev_max_backlog) was full, and TCP segments sent
+// again. On loopback every dropped segment is retransmitted after an RTO,
+// which delays the frame it carried by ≥ 200 ms.
+type NetCounters struct {
+	// SoftnetDrops: /proc/net/softnet_stat, second column, summed over
+	// the CPUs.
+	SoftnetDrops int64 `json:"softnet_drops"`
+	// SoftnetSqueezed: third column, net_rx_action ran out of budget or
+	// time with work left.
+	SoftnetSqueezed int64 `json:"softnet_squeezed"`
+	// TCPRetrans: /proc/net/snmp Tcp RetransSegs.
+	TCPRetrans int64 `json:"tcp_retrans_segs"`
+	// ListenOverflows and ListenDrops: /proc/net/netstat TcpExt (a full
+	// accept queue during the dials).
+	ListenOverflows int64 `json:"listen_overflows"`
+	ListenDrops     int64 `json:"listen_drops"`
+}
+
+// Sub returns n − o, counter by counter.
+func (n NetCounters) Sub(o NetCounters) NetCounters {
+	return NetCounters{
+		SoftnetDrops:    n.SoftnetDrops - o.SoftnetDrops,
+		SoftnetSqueezed: n.SoftnetSqueezed - o.SoftnetSqueezed,
+		TCPRetrans:      n.TCPRetrans - o.TCPRetrans,
+		ListenOverflows: n.ListenOverflows - o.ListenOverflows,
+		ListenDrops:     n.ListenDrops - o.ListenDrops,
+	}
+}
+
+func (n NetCounters) String() string {
+	return fmt.Sprintf("softnet drops %d (squeezed %d), TCP retransmitted segments %d, listen overflows %d / drops %d",
+		n.SoftnetDrops, n.SoftnetSqueezed, n.TCPRetrans, n.ListenOverflows, n.ListenDrops)
+}
+
+// ReadNetCounters reads the counters of NetCounters; one it cannot read
+// is left 0 and reported in the error.
+func ReadNetCounters() (NetCounters, error) {
+	var n NetCounters
+	var errs []error
+	if b, err := os.ReadFile("/proc/net/softnet_stat"); err != nil {
+		errs = append(errs, err)
+	} else {
+		n.SoftnetDrops, n.SoftnetSqueezed, err = parseSoftnet(b)
+		errs = append(errs, err)
+	}
+	if b, err := os.ReadFile("/proc/net/snmp"); err != nil {
+		errs = append(errs, err)
+	} else {
+		v, err := parseNetStat(b, "Tcp", "RetransSegs")
+		n.TCPRetrans = v[0]
+		errs = append(errs, err)
+	}
+	if b, err := os.ReadFile("/proc/net/netstat"); err != nil {
+		errs = append(errs, err)
+	} else {
+		v, err := parseNetStat(b, "TcpExt", "ListenOverflows", "ListenDrops")
+		n.ListenOverflows, n.ListenDrops = v[0], v[1]
+		errs = append(errs, err)
+	}
+	return n, errors.Join(errs...)
+}
+
+// parseSoftnet sums the second (dropped) and third (time_squeeze) hex
+// columns of /proc/net/softnet_stat, one line per CPU.
+func parseSoftnet(b []byte) (dropped, squeezed int64, err error) {
+	lines := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		d, err1 := strconv.ParseUint(f[1], 16, 32)
+		s, err2 := strconv.ParseUint(f[2], 16, 32)
+		if err1 != nil || err2 != nil {
+			return 0, 0, fmt.Errorf("loadtest: softnet_stat line %q", line)
+		}
+		dropped += int64(d)
+		squeezed += int64(s)
+		lines++
+	}
+	if lines == 0 {
+		return 0, 0, errors.New("loadtest: empty softnet_stat")
+	}
+	return dropped, squeezed, nil
+}
+
+// parseNetStat reads fields of /proc/net/snmp or /proc/net/netstat, where
+// each group is a line of names ("Tcp: RtoAlgorithm RtoMin …") followed by
+// a line of values ("Tcp: 1 200 …").
+func parseNetStat(b []byte, group string, names ...string) ([]int64, error) {
+	out := make([]int64, len(names))
+	lines := strings.Split(string(b), "\n")
+	prefix := group + ":"
+	for i := 0; i+1 < len(lines); i++ {
+		hdr := strings.Fields(lines[i])
+		if len(hdr) == 0 || hdr[0] != prefix {
+			continue
+		}
+		vals := strings.Fields(lines[i+1])
+		if len(vals) != len(hdr) || vals[0] != prefix {
+			return out, fmt.Errorf("loadtest: %s: names and values do not match", group)
+		}
+		found := 0
+		for k, name := range names {
+			for j, h := range hdr {
+				if h == name {
+					v, err := strconv.ParseInt(vals[j], 10, 64)
+					if err != nil {
+						return out, fmt.Errorf("loadtest: %s %s: %w", group, name, err)
+					}
+					out[k] = v
+					found++
+					break
+				}
+			}
+		}
+		if found != len(names) {
+			return out, fmt.Errorf("loadtest: %s: some of %v missing", group, names)
+		}
+		return out, nil
+	}
+	return out, fmt.Errorf("loadtest: no %s group", group)
+}

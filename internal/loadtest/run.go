@@ -30,13 +30,14 @@ const (
 
 // Options configures a Run. A zero field means its default.
 type Options struct {
-	// Mode is ModeIdle, ModeFanout or ModeJoins.
+	// Mode is ModeIdle, ModeFanout, ModeJoins or ModeRoom.
 	Mode string
 	// URL of the WebSocket endpoint. Default DefaultURL.
 	URL string
 	// AllowRemote permits a non-loopback URL (default: refused).
 	AllowRemote bool
-	// Clients: idle clients, fanout subscribers, or joins connections.
+	// Clients: idle clients, fanout subscribers, joins connections, or
+	// room members.
 	Clients int
 	// Procs is the number of worker processes; default
 	// ceil(Clients / MaxPerProc). One process holds at most ~19k sockets
@@ -59,7 +60,7 @@ type Options struct {
 	Heartbeat time.Duration
 
 	// Idle: clients join room:<i % Rooms> (default 100) with a meta padded
-	// with MetaPad bytes; once every client has joined, the server's RSS
+	// with MetaPad bytes (room: the same meta); once every client has joined, the server's RSS
 	// is sampled every second for Settle (default 10 s), then the clients
 	// stay for Hold.
 	Rooms   int
@@ -67,7 +68,8 @@ type Options struct {
 	Settle  time.Duration
 	Hold    time.Duration
 
-	// Fanout: Clients watchers join Topic (default "room:fanout"); one
+	// Fanout: Clients watchers join Topic (default "room:fanout"; room:
+	// "room:big"); one
 	// changer (in this process) tracks itself there, then sends Changes
 	// (default 50) presence:update every Interval (default 250 ms).
 	Topic    string
@@ -91,6 +93,14 @@ type Options struct {
 	Topics      int
 	MaxChannels int
 	Drain       time.Duration
+
+	// Room: the Clients connect, then join Topic once each, with a meta,
+	// at Rate joins/s in total (default 1,000); each keeps its own copy of
+	// the topic's presences (PresenceMode "full", the default) or asks for
+	// counts ("count": "presence": {"mode": "count"} in the join payload,
+	// presence_count events expected). The run waits until every copy
+	// holds the Clients keys, or until 3 s before Timeout.
+	PresenceMode string
 
 	// Spawn starts a worker; default ExecSpawner of this executable.
 	Spawn Spawner
@@ -186,6 +196,7 @@ type Report struct {
 	Idle   *IdleReport   `json:"idle,omitempty"`
 	Fanout *FanoutReport `json:"fanout,omitempty"`
 	Joins  *JoinsReport  `json:"joins,omitempty"`
+	Room   *RoomReport   `json:"room,omitempty"`
 }
 
 // Duration marshals as a string such as "1.5s".
@@ -318,6 +329,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Topic == "" {
 		o.Topic = "room:fanout"
+		if o.Mode == ModeRoom {
+			o.Topic = "room:big"
+		}
 	}
 	if o.Changes <= 0 {
 		o.Changes = 50
@@ -327,6 +341,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Rate <= 0 {
 		o.Rate = 20000
+		if o.Mode == ModeRoom {
+			o.Rate = 1000
+		}
 	}
 	if o.Run <= 0 {
 		o.Run = 10 * time.Second
@@ -347,9 +364,16 @@ func (o *Options) defaults() error {
 		o.Log = io.Discard
 	}
 	switch o.Mode {
-	case ModeIdle, ModeFanout, ModeJoins:
+	case ModeIdle, ModeFanout, ModeJoins, ModeRoom:
 	default:
-		return fmt.Errorf("unknown mode %q (idle, fanout, joins)", o.Mode)
+		return fmt.Errorf("unknown mode %q (idle, fanout, joins, room)", o.Mode)
+	}
+	switch o.PresenceMode {
+	case "":
+		o.PresenceMode = PresenceFull
+	case PresenceFull, PresenceCount:
+	default:
+		return fmt.Errorf("unknown presence mode %q (full, count)", o.PresenceMode)
 	}
 	if o.Clients <= 0 {
 		return errors.New("clients must be > 0")
@@ -412,6 +436,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.ServerPID > 0 {
 		rep.ServerPID = o.ServerPID
 	}
+	netStart, netErr := ReadNetCounters()
 	var before ProcStats
 	if o.ServerPID > 0 {
 		if before, err = ReadProc(o.ServerPID); err != nil {
@@ -439,6 +464,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		job := Job{Mode: o.Mode, URL: o.URL, First: first, Clients: n, SrcIPs: srcs, PerIP: o.PerIP,
 			Concurrency: o.Concurrency, Rooms: o.Rooms, MetaPad: o.MetaPad, Topic: o.Topic,
+			Total: o.Clients, PresenceMode: o.PresenceMode,
 			Topics: o.Topics, MaxChannels: o.MaxChannels, Run: o.Run, Drain: o.Drain,
 			Rate: o.Rate * float64(n) / float64(o.Clients), Heartbeat: o.Heartbeat,
 			Nice: o.WorkerNice, Deadline: deadline.Add(3 * time.Second)}
@@ -488,6 +514,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Fanout, merr = runChanger(ctx, &o, u, loadPIDs(workers))
 	case ModeJoins:
 		rep.Joins, merr = runJoins(ctx, &o, workers)
+	case ModeRoom:
+		rep.Room, merr = runRoom(ctx, &o, workers, netStart, netErr)
 	}
 
 	for _, w := range workers {
@@ -515,6 +543,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		summarizeFanout(rep.Fanout, results, o.Clients-rep.Failed)
 	case rep.Joins != nil:
 		summarizeJoins(rep.Joins, results, &o)
+	case rep.Room != nil:
+		summarizeRoom(rep.Room, results)
+		rep.Joined = rep.Room.OK
 	}
 	return rep, merr
 }
@@ -903,5 +934,8 @@ func (rep *Report) Print(w io.Writer) {
 			fmt.Fprintf(w, "  %-4d %8d %8d %9.2f %9.2f %9.2f %7.2f %7.2f %7.2f\n", x.Second, x.Sent, x.Replied, x.P50, x.P99, x.Max,
 				x.CPU.Server, x.CPU.Load, x.CPU.Other)
 		}
+	}
+	if r := rep.Room; r != nil {
+		r.print(w, rep)
 	}
 }

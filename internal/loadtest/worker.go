@@ -21,6 +21,7 @@ const (
 	ModeIdle   = "idle"   // connect, join+track, stay idle (memory per client)
 	ModeFanout = "fanout" // watchers of one topic, timed presence_diffs
 	ModeJoins  = "joins"  // paced joins+tracks over many connections
+	ModeRoom   = "room"   // paced joins+tracks of one topic, a copy of its presences per client
 )
 
 // Job is one worker's share of a run; the coordinator hands it to the
@@ -39,7 +40,13 @@ type Job struct {
 	Rooms   int `json:"rooms,omitempty"`
 	MetaPad int `json:"meta_pad,omitempty"`
 	// Fanout: every client joins Topic without a meta (a watcher).
-	Topic string `json:"topic,omitempty"`
+	// Room: every client joins Topic with a meta, paced at Rate joins/s
+	// (one join per client), and keeps a copy of the topic's presences
+	// (PresenceMode full) or its presence_count (count); Total is the
+	// number of clients of the whole run (the keys u0 … u<Total-1>).
+	Topic        string `json:"topic,omitempty"`
+	Total        int    `json:"total,omitempty"`
+	PresenceMode string `json:"presence_mode,omitempty"`
 	// Joins: this worker sends Rate joins/s for Run, round robin over its
 	// connections, each join to room:j<n> with n in [0, Topics); a
 	// connection with MaxChannels channels leaves its oldest first.
@@ -64,6 +71,7 @@ type WorkerMsg struct {
 	Joined    int           `json:"joined"`
 	Failed    int           `json:"failed"`
 	Err       string        `json:"err,omitempty"` // first error
+	Room      *RoomProgress `json:"room,omitempty"`
 	Result    *WorkerResult `json:"result,omitempty"`
 }
 
@@ -89,11 +97,12 @@ type WorkerResult struct {
 	JoinSentAt  []int32        `json:"join_sent_at,omitempty"` // µs after the start
 	JoinLat     []int32        `json:"join_lat,omitempty"`     // µs, ok joins
 	LastReplyAt int64          `json:"last_reply_at,omitempty"`
+	Room        *RoomResult    `json:"room,omitempty"`
 }
 
 // Worker commands (lines on the worker's input).
 const (
-	cmdGo   = "go"   // "go <unix nanos>": joins mode starts then
+	cmdGo   = "go"   // "go <unix nanos>": the joins (joins, room) start then
 	cmdStop = "stop" // finish, report, close, exit
 )
 
@@ -155,21 +164,46 @@ func RunWorker(ctx context.Context, job Job, in io.Reader, out io.Writer) error 
 	stopPacing := make(chan struct{})
 	var stopOnce sync.Once
 	stopPacer := func() { stopOnce.Do(func() { close(stopPacing) }) }
+	var progress <-chan time.Time
+	if job.Mode == ModeRoom {
+		for _, c := range w.clients {
+			if c != nil {
+				w.roomLive.Add(1)
+			}
+		}
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		progress = t.C
+	}
+	started := false
 wait:
 	for {
 		select {
 		case <-ctx.Done():
 			break wait
+		case <-progress:
+			w.send(WorkerMsg{Type: "progress", Connected: int(w.connected.Load()), Joined: int(w.joined.Load()),
+				Failed: int(w.failed.Load()), Err: w.firstErr(), Room: w.roomProgress()})
 		case c, ok := <-cmds:
 			if !ok || c == cmdStop {
 				break wait
 			}
-			if rest, ok := strings.CutPrefix(c, cmdGo+" "); ok && job.Mode == ModeJoins {
-				ns, _ := strconv.ParseInt(rest, 10, 64)
-				w.start.Store(ns)
-				pacer.Add(1)
-				go func() { defer pacer.Done(); w.paceJoins(ctx, time.Unix(0, ns), stopPacing) }()
+			rest, ok := strings.CutPrefix(c, cmdGo+" ")
+			if !ok || started || job.Mode != ModeJoins && job.Mode != ModeRoom {
+				continue
 			}
+			started = true
+			ns, _ := strconv.ParseInt(rest, 10, 64)
+			w.start.Store(ns)
+			pacer.Add(1)
+			go func() {
+				defer pacer.Done()
+				if job.Mode == ModeRoom {
+					w.paceRoom(ctx, time.Unix(0, ns), stopPacing)
+				} else {
+					w.paceJoins(ctx, time.Unix(0, ns), stopPacing)
+				}
+			}()
 		}
 	}
 	stopPacer()
@@ -210,7 +244,11 @@ type worker struct {
 	joined    atomic.Int64
 	failed    atomic.Int64
 	closing   atomic.Bool
-	start     atomic.Int64 // joins: unix nanos of the start
+	start     atomic.Int64 // joins, room: unix nanos of the start
+
+	// room
+	roomLive, roomSent, roomSendErrs  atomic.Int64
+	roomReplied, roomOK, roomComplete atomic.Int64
 
 	errMu sync.Mutex
 	err   string
@@ -247,6 +285,8 @@ type client struct {
 
 	// fanout (reader only)
 	diffSeq, diffLat, diffReadLat []int32
+
+	room *roomClient // room mode
 
 	// joins: mu guards the sending side and pending replies.
 	mu      sync.Mutex
@@ -321,6 +361,9 @@ func (w *worker) open(ctx context.Context, i int) (*client, error) {
 	}
 	w.connected.Add(1)
 	c := &client{idx: i, conn: conn}
+	if w.job.Mode == ModeRoom {
+		c.room = &roomClient{view: roomView{n: w.job.Total}}
+	}
 	var topic string
 	var payload []byte
 	switch w.job.Mode {
@@ -427,6 +470,8 @@ func (w *worker) handle(c *client, data []byte, arrived, now int64) {
 		c.diffSeq = append(c.diffSeq, int32(seq))
 		c.diffLat = append(c.diffLat, int32(min((arrived-ns)/1000, 1<<31-1)))
 		c.diffReadLat = append(c.diffReadLat, int32(min((now-ns)/1000, 1<<31-1)))
+	case ModeRoom:
+		w.handleRoom(c, data, arrived, now)
 	case ModeJoins:
 		f, err := ParseV2(data)
 		if err != nil || f.Event != "phx_reply" || !strings.HasPrefix(f.Ref, "j") {
@@ -529,17 +574,45 @@ func (w *worker) heartbeats(stop <-chan struct{}) {
 // paceJoins sends the worker's joins from start for job.Run at job.Rate,
 // round robin over the clients, until stop.
 func (w *worker) paceJoins(ctx context.Context, start time.Time, stop <-chan struct{}) {
+	live := w.live()
+	if len(live) == 0 {
+		return
+	}
+	var buf []byte
+	pace(ctx, start, stop, w.job.Rate, -1, start.Add(w.job.Run), func(n int) {
+		buf = w.sendJoin(live[n%len(live)], buf[:0])
+	})
+}
+
+// paceRoom sends every client's join of the topic, once, from start at
+// job.Rate, until stop.
+func (w *worker) paceRoom(ctx context.Context, start time.Time, stop <-chan struct{}) {
+	live := w.live()
+	var buf []byte
+	pace(ctx, start, stop, w.job.Rate, len(live), time.Time{}, func(n int) {
+		buf = w.sendRoomJoin(live[n], buf[:0])
+	})
+}
+
+// live lists the connected clients.
+func (w *worker) live() []*client {
 	var live []*client
 	for _, c := range w.clients {
 		if c != nil {
 			live = append(live, c)
 		}
 	}
-	if len(live) == 0 || w.job.Rate <= 0 {
+	return live
+}
+
+// pace calls send(n) for n = 0, 1, … at rate per second from start (the
+// n-th at start + n/rate, open loop: a late pacer catches up at once),
+// until count calls (count < 0: no bound), end (zero: none), stop or ctx.
+func pace(ctx context.Context, start time.Time, stop <-chan struct{}, rate float64, count int, end time.Time, send func(n int)) {
+	if rate <= 0 || count == 0 {
 		return
 	}
-	interval := float64(time.Second) / w.job.Rate
-	end := start.Add(w.job.Run)
+	interval := float64(time.Second) / rate
 	t := time.NewTimer(time.Until(start))
 	defer t.Stop()
 	select {
@@ -549,10 +622,9 @@ func (w *worker) paceJoins(ctx context.Context, start time.Time, stop <-chan str
 	case <-ctx.Done():
 		return
 	}
-	var buf []byte
-	for n := 0; ; n++ {
+	for n := 0; count < 0 || n < count; n++ {
 		at := start.Add(time.Duration(float64(n) * interval))
-		if !at.Before(end) {
+		if !end.IsZero() && !at.Before(end) {
 			return
 		}
 		if d := time.Until(at); d > time.Millisecond {
@@ -572,7 +644,7 @@ func (w *worker) paceJoins(ctx context.Context, start time.Time, stop <-chan str
 			default:
 			}
 		}
-		buf = w.sendJoin(live[n%len(live)], buf[:0])
+		send(n)
 	}
 }
 
@@ -656,6 +728,11 @@ func (w *worker) result() *WorkerResult {
 		r.JoinLat = append(r.JoinLat, c.joinLat...)
 		r.LastReplyAt = max(r.LastReplyAt, c.lastReply)
 		r.LeavesSent += c.leaves
+	}
+	if w.job.Mode == ModeRoom {
+		r.Room = w.roomResult()
+		// The room mode reports its join latencies there.
+		r.JoinLat = nil
 	}
 	return r
 }

@@ -301,16 +301,34 @@ type Frame struct {
 // payload.
 func ParseV2(b []byte) (Frame, error) {
 	var f Frame
+	r, err := scanV2(b)
+	if err != nil {
+		return f, err
+	}
+	f.JoinRef, f.Ref, f.Topic, f.Event = string(r.joinRef), string(r.ref), string(r.topic), string(r.event)
+	f.Payload = r.payload
+	return f, nil
+}
+
+// rawFrame is a V2 frame's envelope as slices of the message (string
+// contents without their quotes, nil for null): what ParseV2 gives,
+// without allocating.
+type rawFrame struct {
+	joinRef, ref, topic, event, payload []byte
+}
+
+func scanV2(b []byte) (rawFrame, error) {
+	var f rawFrame
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '[' {
 		return f, errors.New("loadtest: not a V2 frame")
 	}
 	i++
-	fields := [4]*string{&f.JoinRef, &f.Ref, &f.Topic, &f.Event}
+	fields := [4]*[]byte{&f.joinRef, &f.ref, &f.topic, &f.event}
 	for _, dst := range fields {
 		i = skipWS(b, i)
 		var err error
-		*dst, i, err = scanStringOrNull(b, i)
+		*dst, i, err = scanRawStringOrNull(b, i)
 		if err != nil {
 			return f, err
 		}
@@ -327,7 +345,7 @@ func ParseV2(b []byte) (Frame, error) {
 	if j <= i || b[j] != ']' {
 		return f, errors.New("loadtest: bad V2 frame end")
 	}
-	f.Payload = b[i:j]
+	f.payload = b[i:j]
 	return f, nil
 }
 
@@ -338,22 +356,22 @@ func skipWS(b []byte, i int) int {
 	return i
 }
 
-func scanStringOrNull(b []byte, i int) (string, int, error) {
+func scanRawStringOrNull(b []byte, i int) ([]byte, int, error) {
 	if i+4 <= len(b) && string(b[i:i+4]) == "null" {
-		return "", i + 4, nil
+		return nil, i + 4, nil
 	}
 	if i >= len(b) || b[i] != '"' {
-		return "", i, errors.New("loadtest: expected a string")
+		return nil, i, errors.New("loadtest: expected a string")
 	}
 	for j := i + 1; j < len(b); j++ {
 		switch b[j] {
 		case '\\':
 			j++
 		case '"':
-			return string(b[i+1 : j]), j + 1, nil
+			return b[i+1 : j], j + 1, nil
 		}
 	}
-	return "", i, errors.New("loadtest: unterminated string")
+	return nil, i, errors.New("loadtest: unterminated string")
 }
 
 // ReplyStatus returns the status of a phx_reply payload
