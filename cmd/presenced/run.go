@@ -58,6 +58,7 @@ type options struct {
 	permdownPeriod     time.Duration
 	flushInterval      time.Duration
 	permdownOnShutdown bool
+	shutdownGrace      time.Duration
 	poolSize           int
 	jwtSecret          string
 	jwtSecretFile      string
@@ -189,7 +190,8 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.DurationVar(&o.downPeriod, "down-period", 0, "silence after which a peer is down and its presences leave (default 20 × broadcast period)")
 	fs.DurationVar(&o.permdownPeriod, "permdown-period", 20*time.Minute, "silence after which a peer's presences are deleted")
 	fs.DurationVar(&o.flushInterval, "flush-interval", 5*time.Millisecond, "longest wait before a local change is sent to the other nodes")
-	fs.BoolVar(&o.permdownOnShutdown, "permdown-on-shutdown", false, "on SIGTERM, tell peers to drop this node's presences at once (default: they leave after the down period)")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", tracker.DefaultShutdownGrace, "on SIGTERM, tell peers this node is stopping (/api/v1/cluster shows it as stopping) and have them keep its presences this long: clients that reconnect to another node within it never leave for anyone, the others leave when it ends. This node does not wait for it. 0: peers are not told and keep its presences for --down-period, as after a crash")
+	fs.BoolVar(&o.permdownOnShutdown, "permdown-on-shutdown", false, "on SIGTERM, tell peers to drop this node's presences at once, instead of --shutdown-grace: all its users leave, and those who reconnect elsewhere join again")
 	fs.IntVar(&o.poolSize, "pool-size", 1, "tracker shards per node; must be equal on every node")
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret (at least 32 bytes): sockets must send a JWT as param token, sub = user key, optional topics claim. Without it, dev mode takes the key from param user_id. Visible in the process list: prefer PRESENCE_JWT_SECRET or --jwt-secret-file")
 	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "read the HS256 secret from this file (trailing newline trimmed), instead of --jwt-secret")
@@ -296,6 +298,9 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 		if v <= 0 {
 			return nil, fmt.Errorf("--%s must be positive", name)
 		}
+	}
+	if o.shutdownGrace < 0 {
+		return nil, errors.New("--shutdown-grace must not be negative (0: peers keep this node's presences for the down period)")
 	}
 	for name, v := range map[string]int64{"broadcast-burst": int64(o.broadcastBurst), "update-burst": int64(o.updateBurst)} {
 		if v <= 0 {
@@ -517,10 +522,14 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 	defer bus.Close()
 
+	grace := o.shutdownGrace
+	if grace == 0 {
+		grace = -1 // the tracker's "do not tell peers"
+	}
 	p, err := presence.New(presence.Config{Logger: log, Tracker: tracker.Config{
 		Bus: bus, PoolSize: o.poolSize, BroadcastPeriod: o.broadcastPeriod, DownPeriod: o.downPeriod,
 		PermdownPeriod: o.permdownPeriod, FlushInterval: o.flushInterval, PermdownOnShutdown: o.permdownOnShutdown,
-		Logger: log,
+		ShutdownGrace: grace, Logger: log,
 	}})
 	switch {
 	case errors.Is(err, tracker.ErrDownPeriod):
@@ -564,8 +573,11 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		type replica struct {
 			Name   string `json:"name"`
 			Vsn    int64  `json:"vsn"`
-			Status string `json:"status"`
+			Status string `json:"status"` // up, down or stopping
 			Self   bool   `json:"self,omitempty"`
+			// GraceLeftMs: for a stopping replica, how long until its
+			// presences leave.
+			GraceLeftMs int64 `json:"grace_left_ms,omitempty"`
 		}
 		tr := p.Tracker()
 		seen := map[string]bool{}
@@ -576,11 +588,11 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 				continue
 			}
 			seen[k] = true
-			st := "up"
-			if r.Down {
-				st = "down"
+			rep := replica{Name: r.Name, Vsn: r.Vsn, Status: r.Status()}
+			if r.Stopping {
+				rep.GraceLeftMs = max(r.GraceLeft.Milliseconds(), 1)
 			}
-			out = append(out, replica{Name: r.Name, Vsn: r.Vsn, Status: st})
+			out = append(out, rep)
 		}
 		w.Header().Set("content-type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"node": tr.Node(), "replicas": out})
@@ -624,17 +636,18 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	case err := <-errc:
 		return err
 	}
-	// Shutdown order: stop accepting → close sockets (1001) → presences
-	// leave (graceful_permdown per policy) → stop the tracker → the bus.
 	ready.Store(false)
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
 	log.Info("shutting down")
 	// 1. stop accepting; 2. stop the tracker: pending changes go out, then
-	// graceful_permdown per --permdown-on-shutdown (peers drop our presences
-	// at once) or nothing (peers keep them for the down period while clients
-	// reconnect elsewhere); 3. close the sockets with 1001 — their untracks
-	// find the tracker stopped and change nothing; 4. the bus (deferred).
+	// the stopping message (peers keep our presences for --shutdown-grace),
+	// graceful_permdown with --permdown-on-shutdown (peers drop them at
+	// once) or nothing with --shutdown-grace 0 (peers keep them for the down
+	// period); 3. only then close the sockets with 1001, so that clients
+	// reconnecting to other nodes arrive after our peers know we stop —
+	// their untracks find the tracker stopped and change nothing; 4. the bus
+	// (deferred).
 	hsDone := make(chan struct{})
 	go func() { hs.Shutdown(sctx); close(hsDone) }()
 	err = p.Shutdown(sctx)
