@@ -68,14 +68,25 @@ func crashRestartTerm(t *testing.T, r *rig) {
 	want = []string{"alice:a1", "bob:b1", "dave:d1", "erin:e1"}
 	eventually(t, "healed", 15*time.Second, "room:1", want, n1, n2, n3)
 
-	// SIGTERM without --permdown-on-shutdown: peers keep n2's presence until
-	// the down period, then drop it
+	// SIGTERM: n2 tells its peers it is stopping; they report it so and
+	// keep its presence for the shutdown grace (1.5 s, past the 1 s down
+	// period), then drop it
+	stopped := time.Now()
 	n2.term()
+	if v := n1.replicas()["n2"]; !strings.HasSuffix(v, "/stopping") {
+		t.Fatalf("n1 sees the stopped n2 as %q, want stopping", v)
+	}
 	time.Sleep(200 * time.Millisecond)
 	if v := n1.view("room:1"); len(v) != 4 {
 		t.Fatalf("bob left at once without permdown-on-shutdown: %v", v)
 	}
 	eventually(t, "n2 stopped", 5*time.Second, "room:1", []string{"alice:a1", "dave:d1", "erin:e1"}, n1, n3)
+	if d := time.Since(stopped); d < 1400*time.Millisecond {
+		t.Fatalf("bob left %v after the stop, within the 1.5 s grace", d)
+	}
+	if v, ok := n1.replicas()["n2"]; ok {
+		t.Fatalf("n1 still lists n2 as %q after its grace", v)
+	}
 
 	// SIGTERM with --permdown-on-shutdown: peers drop n1's presences at once
 	// (well within the 1 s down period)

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 
 // fast timings for every node.
 var timings = []string{"--broadcast-period", "100ms", "--down-period", "1s", "--permdown-period", "3s",
-	"--flush-interval", "5ms", "--shutdown-timeout", "3s", "--log-level", "warn"}
+	"--flush-interval", "5ms", "--shutdown-timeout", "3s", "--shutdown-grace", "1500ms", "--log-level", "warn"}
 
 func freePort(t *testing.T) int {
 	t.Helper()
