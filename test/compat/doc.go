@@ -23,6 +23,12 @@
 // endpoint takes node=I (0-based) and also serves POST /stop?mode=term|kill
 // (the node stays down) and POST /start (same port, name and arguments).
 //
+// TestPhoenixJSGracefulStop (graceful-stop.test.mjs) starts such a cluster
+// with PRESENCE_SHUTDOWN_GRACE=3s and a TCP load balancer of its own in
+// front of n3 (PRESENCE_LB_URL), which sends each connection to n3 while it
+// accepts them and to n1 or n2 afterwards; it stops n3 with SIGTERM and
+// checks what the clients of n1 and n2 see.
+//
 // Requirements: node and test/compat/node_modules (`cd test/compat && npm
 // ci`), and /usr/bin/chromium for the demo page test. Missing ones skip
 // their tests, unless PRESENCE_REQUIRE_ALL=1, which makes them fail; the
