@@ -1,7 +1,9 @@
 // Package tracker is the replication engine (Phoenix.Tracker rebuilt):
 // it keeps every node's replica of who is present in sync over a
-// pubsub.Bus, with heartbeats, deltas, transfers, and down / permdown
-// timers for peers that go silent.
+// pubsub.Bus, with heartbeats, deltas, transfers, down / permdown timers
+// for peers that go silent, and a grace for peers that say they stop
+// (Shutdown sends it: peers keep the node's presences for ShutdownGrace, so
+// that its clients reconnect elsewhere without leaving).
 //
 // The engine is split in two. RawShard is a pure, synchronous step machine
 // (commands, inbound messages and Tick in; messages and diffs out), so
