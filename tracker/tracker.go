@@ -422,9 +422,9 @@ func (t *Tracker) Dropped() uint64 {
 // until the down period, as after a crash. Then pending diffs are
 // delivered and shards stop. Local presences are not untracked one by
 // one; calls after Shutdown return ErrClosed. Shutdown returns once the
-// messages are handed to the bus: a caller that closes its client
-// connections afterwards knows peers hear of the stop first. Idempotent;
-// respects ctx's deadline.
+// messages are handed to the bus, so a caller that closes its client
+// connections afterwards has told its peers before its clients can
+// reconnect elsewhere. Idempotent; respects ctx's deadline.
 func (t *Tracker) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
 	if t.closed {
