@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/gopresence/presence/internal/jsonstr"
 	"github.com/gopresence/presence/pubsub"
@@ -174,6 +175,16 @@ type Config struct {
 	// The map is the callback's to keep. Called from the diff goroutine, in
 	// order, never concurrently; only diffs seen since Start are reflected.
 	HandleMetas func(topic string, d Diff, presences map[string][]json.RawMessage)
+	// DiffWindow bounds how long a busy topic's changes are held so that
+	// they go to the subscribers as one diff, net of what cancelled out (a
+	// meta that joined and left inside the window is never sent; a
+	// reconnect, the old meta leaving and a new one joining, is one diff).
+	// A change that follows the topic's last diff by more than the window
+	// goes at once; the window grows with the topic, 1 ms per key, up to
+	// DiffWindow (DefaultDiffWindow, 100 ms, gives a topic of 100 keys or
+	// more at most 10 diffs a second). Zero sends every change alone, as
+	// Phoenix does.
+	DiffWindow time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -184,9 +195,10 @@ type Presence struct {
 	tr      *tracker.Tracker
 	ownBus  pubsub.Bus
 	mu      sync.RWMutex
-	subs    map[string][]*subscription
+	hubs    map[string]*topicHub // the topics with subscribers
 	countMu sync.Mutex
-	counts  map[topicKey]int // (topic, key) → visible metas, while > 0
+	counts  map[topicKey]int   // (topic, key) → visible metas, while > 0
+	totals  map[string]*[2]int // topic → keys, metas (see Counts)
 
 	metasMu sync.Mutex
 	metas   map[string]map[string][]json.RawMessage // for HandleMetas: topic → key → metas
@@ -198,7 +210,7 @@ type subscription struct {
 
 // New builds a Presence; Start runs it.
 func New(cfg Config) (*Presence, error) {
-	p := &Presence{cfg: cfg, subs: map[string][]*subscription{}, counts: map[topicKey]int{}}
+	p := &Presence{cfg: cfg, hubs: map[string]*topicHub{}, counts: map[topicKey]int{}, totals: map[string]*[2]int{}}
 	if cfg.Logger == nil {
 		p.cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -282,7 +294,26 @@ func (p *Presence) UntrackOwner(ctx context.Context, owner string) error {
 // handed to the topic's subscribers (Subscribe) as a Diff, or ctx is done.
 // Changes reach subscribers asynchronously; a caller that must know its
 // leave was announced before it goes on flushes.
+// A window holding them is sent at once.
 func (p *Presence) Flush(ctx context.Context, topic string) error {
+	if err := p.tr.Flush(ctx, topic); err != nil {
+		return err
+	}
+	p.mu.RLock()
+	h := p.hubs[topic]
+	p.mu.RUnlock()
+	if h != nil {
+		p.send(h, false)
+	}
+	return nil
+}
+
+// Settle waits until every change of topic made before the call has
+// reached the topic's window, or ctx is done: a quiet topic's are then
+// handed to the subscribers, a busy topic's go with its window. A channel
+// settles its own join before taking the Snapshot a new member gets, so
+// that in a quiet topic the member finds itself in it, as in Phoenix.
+func (p *Presence) Settle(ctx context.Context, topic string) error {
 	return p.tr.Flush(ctx, topic)
 }
 
@@ -351,32 +382,55 @@ func (p *Presence) Get(topic, key string) *Entry {
 // Count returns the number of metas in topic.
 func (p *Presence) Count(topic string) int { return p.tr.Count(topic) }
 
-// Subscribe calls fn with every diff of topic, in order. fn is called from
-// the tracker's diff goroutine (one per shard, shared by every topic of
-// that shard) and must not block; the Diff is shared with the other
-// subscribers and must not be modified. The returned cancel is idempotent;
-// after it returns fn is not called again… except for a call already under
-// way.
+// Subscribe calls fn with the diffs of topic, in order, never two at once:
+// each one the net change since the previous (see Config.DiffWindow), with
+// Online and Offline relative to it too. fn is called from the tracker's
+// diff goroutine or a window's timer and must not block; the Diff is
+// shared with the other subscribers and must not be modified. fn may
+// call cancel. The returned cancel is idempotent; after it returns fn is
+// not called again… except for a call already under way.
 func (p *Presence) Subscribe(topic string, fn func(Diff)) (cancel func()) {
 	s := &subscription{fn: fn}
-	p.mu.Lock()
-	p.subs[topic] = append(p.subs[topic], s)
-	p.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			p.mu.Lock()
-			list := p.subs[topic]
-			if i := slices.Index(list, s); i >= 0 {
-				list = slices.Delete(slices.Clone(list), i, i+1)
-			}
-			if len(list) == 0 {
-				delete(p.subs, topic)
-			} else {
-				p.subs[topic] = list
-			}
-			p.mu.Unlock()
-		})
+	for {
+		p.mu.Lock()
+		h := p.hubs[topic]
+		if h == nil {
+			ps, seq := p.tr.ListAt(topic)
+			h = newHub(topic, ps, seq)
+			p.hubs[topic] = h
+		}
+		p.mu.Unlock()
+		h.mu.Lock()
+		if h.dead { // its last subscriber just left: make a new one
+			h.mu.Unlock()
+			continue
+		}
+		h.subs = append(h.subs, s)
+		h.mu.Unlock()
+		var once sync.Once
+		return func() { once.Do(func() { p.unsubscribe(h, s) }) }
+	}
+}
+
+func (p *Presence) unsubscribe(h *topicHub, s *subscription) {
+	h.mu.Lock()
+	if i := slices.Index(h.subs, s); i >= 0 {
+		h.subs = slices.Delete(slices.Clone(h.subs), i, i+1)
+	}
+	last := len(h.subs) == 0 && !h.dead
+	if last {
+		h.dead = true
+		if h.timer != nil {
+			h.timer.Stop()
+		}
+	}
+	h.mu.Unlock()
+	if last {
+		p.mu.Lock()
+		if p.hubs[h.topic] == h {
+			delete(p.hubs, h.topic)
+		}
+		p.mu.Unlock()
 	}
 }
 
@@ -385,21 +439,122 @@ func (p *Presence) handleDiff(ds []tracker.Diff) {
 	for _, d := range ds {
 		online, offline := p.count(d)
 		p.mu.RLock()
-		subs := p.subs[d.Topic]
+		h := p.hubs[d.Topic]
 		p.mu.RUnlock()
-		if len(subs) == 0 && p.cfg.HandleMetas == nil {
-			continue
-		}
-		out := Diff{Topic: d.Topic, Joins: p.fetch(d.Topic, group(d.Joins)),
-			Leaves: p.fetch(d.Topic, group(d.Leaves)), Online: online, Offline: offline}
-		for _, s := range subs {
-			s.fn(out)
+		if h != nil {
+			p.merge(h, d)
 		}
 		if p.cfg.HandleMetas != nil {
-			p.handleMetas(d, out)
+			p.handleMetas(d, Diff{Topic: d.Topic, Joins: p.fetch(d.Topic, group(d.Joins)),
+				Leaves: p.fetch(d.Topic, group(d.Leaves)), Online: online, Offline: offline})
 		}
 	}
 }
+
+// merge adds d to h's window, and sends the window at once if the topic's
+// last diff is older than the window, else when it is.
+func (p *Presence) merge(h *topicHub, d tracker.Diff) {
+	h.deliver.Lock()
+	defer h.deliver.Unlock()
+	h.mu.Lock()
+	if h.dead {
+		h.mu.Unlock()
+		return
+	}
+	h.add(d)
+	if h.timer != nil { // a send is due already
+		h.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	wait := time.Duration(0)
+	if p.cfg.DiffWindow > 0 {
+		wait = h.last.Add(h.window(p.cfg.DiffWindow)).Sub(now)
+	}
+	if wait > 0 {
+		h.timer = time.AfterFunc(wait, func() { p.send(h, true) })
+		h.mu.Unlock()
+		return
+	}
+	p.sendLocked(h, now)
+}
+
+// send hands h's window to its subscribers now.
+func (p *Presence) send(h *topicHub, fromTimer bool) {
+	h.deliver.Lock()
+	defer h.deliver.Unlock()
+	h.mu.Lock()
+	if fromTimer {
+		h.timer = nil
+	} else if h.timer != nil {
+		h.timer.Stop()
+		h.timer = nil
+	}
+	if h.dead {
+		h.mu.Unlock()
+		return
+	}
+	p.sendLocked(h, time.Now())
+}
+
+// sendLocked takes h's window into the view and calls the subscribers
+// with it; h.deliver and h.mu are held, and h.mu is released.
+func (p *Presence) sendLocked(h *topicHub, now time.Time) {
+	out, ok := h.take()
+	subs := h.subs
+	if ok {
+		h.last = now
+	}
+	h.mu.Unlock()
+	if !ok {
+		return
+	}
+	out.Joins = p.fetch(h.topic, out.Joins)
+	out.Leaves = p.fetch(h.topic, out.Leaves)
+	for _, s := range subs {
+		s.fn(out)
+	}
+}
+
+// Snapshot returns topic's presence_state as its subscribers' diffs left
+// it: what a new member of the topic must get, subscribed beforehand, so
+// that the diffs after it neither miss nor repeat a change (List runs
+// ahead of the diffs, see topicHub). It is encoded once per version of the
+// topic and shared: every member that joins while it is current gets the
+// same bytes. Without subscribers it is List, encoded.
+func (p *Presence) Snapshot(topic string) EncodedState {
+	p.mu.RLock()
+	h := p.hubs[topic]
+	p.mu.RUnlock()
+	if h != nil {
+		h.mu.Lock()
+		if !h.dead {
+			if h.state == nil {
+				h.state = p.fetch(topic, h.stateOf()).AppendJSON(nil)
+			}
+			b := h.state
+			h.mu.Unlock()
+			return EncodedState(b[:len(b):len(b)])
+		}
+		h.mu.Unlock()
+	}
+	return EncodedState(p.List(topic).AppendJSON(nil))
+}
+
+// EncodedState is a presence_state payload, encoded (a phx.JSONAppender).
+// Read-only: it may be shared.
+type EncodedState []byte
+
+// AppendJSON appends the payload to b.
+func (s EncodedState) AppendJSON(b []byte) []byte {
+	if b == nil {
+		return s // phx copies it into the frame
+	}
+	return append(b, s...)
+}
+
+// MarshalJSON returns the payload.
+func (s EncodedState) MarshalJSON() ([]byte, error) { return s, nil }
 
 // handleMetas keeps the per-topic metas of Phoenix's presence client:
 // joined metas are appended (unless already there), left ones removed,
@@ -488,6 +643,18 @@ func (p *Presence) count(d tracker.Diff) (online, offline []string) {
 			delete(keys, topicKey{d.Topic, k})
 		}
 	}
+	if dk, dm := len(online)-len(offline), len(d.Joins)-len(d.Leaves); dk != 0 || dm != 0 {
+		t := p.totals[d.Topic]
+		if t == nil {
+			t = &[2]int{}
+			p.totals[d.Topic] = t
+		}
+		t[0] += dk
+		t[1] += dm
+		if t[1] <= 0 {
+			delete(p.totals, d.Topic)
+		}
+	}
 	slices.Sort(online)
 	slices.Sort(offline)
 	return online, offline
@@ -502,8 +669,31 @@ type keyCount struct {
 	n int
 }
 
-// Sync waits until every diff produced so far reached the subscribers.
-func (p *Presence) Sync() { p.tr.Sync() }
+// Sync waits until every diff produced so far reached the subscribers,
+// sending the windows that hold some at once.
+func (p *Presence) Sync() {
+	p.tr.Sync()
+	p.mu.RLock()
+	hubs := make([]*topicHub, 0, len(p.hubs))
+	for _, h := range p.hubs {
+		hubs = append(hubs, h)
+	}
+	p.mu.RUnlock()
+	for _, h := range hubs {
+		p.send(h, false)
+	}
+}
+
+// Counts returns the keys and the metas of topic as the diffs so far left
+// them, kept up to date with every diff on every node (never a scan).
+func (p *Presence) Counts(topic string) (keys, metas int) {
+	p.countMu.Lock()
+	defer p.countMu.Unlock()
+	if t := p.totals[topic]; t != nil {
+		return t[0], t[1]
+	}
+	return 0, 0
+}
 
 // Replicas lists the peer replicas this node knows.
 func (p *Presence) Replicas() []tracker.ReplicaStatus { return p.tr.Replicas() }

@@ -57,6 +57,7 @@ type options struct {
 	downPeriod         time.Duration
 	permdownPeriod     time.Duration
 	flushInterval      time.Duration
+	diffWindow         time.Duration
 	permdownOnShutdown bool
 	shutdownGrace      time.Duration
 	poolSize           int
@@ -190,6 +191,7 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.DurationVar(&o.downPeriod, "down-period", 0, "silence after which a peer is down and its presences leave (default 20 × broadcast period)")
 	fs.DurationVar(&o.permdownPeriod, "permdown-period", 20*time.Minute, "silence after which a peer's presences are deleted")
 	fs.DurationVar(&o.flushInterval, "flush-interval", 5*time.Millisecond, "longest wait before a local change is sent to the other nodes")
+	fs.DurationVar(&o.diffWindow, "diff-window", presence.DefaultDiffWindow, "longest time a busy topic's changes are held to go to its members as one presence_diff (the window grows with the topic, 1 ms per key, up to this); a change to a quiet topic goes at once; 0: one presence_diff per change, as Phoenix")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", tracker.DefaultShutdownGrace, "on SIGTERM, tell peers this node is stopping (/api/v1/cluster shows it as stopping) and have them keep its presences this long: clients that reconnect to another node within it never leave for anyone, the others leave when it ends. This node does not wait for it. 0: peers are not told and keep its presences for --down-period, as after a crash")
 	fs.BoolVar(&o.permdownOnShutdown, "permdown-on-shutdown", false, "on SIGTERM, tell peers to drop this node's presences at once, instead of --shutdown-grace: all its users leave, and those who reconnect elsewhere join again")
 	fs.IntVar(&o.poolSize, "pool-size", 1, "tracker shards per node; must be equal on every node")
@@ -298,6 +300,9 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 		if v <= 0 {
 			return nil, fmt.Errorf("--%s must be positive", name)
 		}
+	}
+	if o.diffWindow < 0 {
+		return nil, errors.New("--diff-window must not be negative (0: one presence_diff per change)")
 	}
 	if o.shutdownGrace < 0 {
 		return nil, errors.New("--shutdown-grace must not be negative (0: peers keep this node's presences for the down period)")
@@ -526,7 +531,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if grace == 0 {
 		grace = -1 // the tracker's "do not tell peers"
 	}
-	p, err := presence.New(presence.Config{Logger: log, Tracker: tracker.Config{
+	p, err := presence.New(presence.Config{Logger: log, DiffWindow: o.diffWindow, Tracker: tracker.Config{
 		Bus: bus, PoolSize: o.poolSize, BroadcastPeriod: o.broadcastPeriod, DownPeriod: o.downPeriod,
 		PermdownPeriod: o.permdownPeriod, FlushInterval: o.flushInterval, PermdownOnShutdown: o.permdownOnShutdown,
 		ShutdownGrace: grace, Logger: log,

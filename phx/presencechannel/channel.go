@@ -26,6 +26,8 @@ type Presence interface {
 	List(topic string) presence.State
 	Get(topic, key string) *presence.Entry
 	Subscribe(topic string, fn func(presence.Diff)) (cancel func())
+	Snapshot(topic string) presence.EncodedState
+	Settle(ctx context.Context, topic string) error
 }
 
 var _ Presence = (*presence.Presence)(nil)
@@ -497,8 +499,19 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 		m.tracked, m.ever = true, true
 	}
 	s.State = m
+	// The state is the topic as its diffs left it (Snapshot), so that the
+	// diffs after it, which this socket receives, are exactly what it
+	// lacks. Settling the join first puts the member in it when the topic
+	// is quiet; in a busy one the next diff brings it.
+	if track {
+		cctx, cancel := ch.callCtx(ctx)
+		if err := ch.cfg.Presence.Settle(cctx, s.Topic()); err != nil {
+			ch.log.Warn("presencechannel: join not settled before its presence_state", "topic", s.Topic(), "err", err)
+		}
+		cancel()
+	}
 	// Held by phx until the join reply is queued.
-	if err := s.Push(EventState, ch.cfg.Presence.List(s.Topic())); err != nil {
+	if err := s.Push(EventState, ch.cfg.Presence.Snapshot(s.Topic())); err != nil {
 		ch.log.Error("presencechannel: presence_state push failed", "topic", s.Topic(), "err", err)
 	}
 	return nil, nil
