@@ -182,6 +182,7 @@ func (h *topicHub) take() (d Diff, ok bool) {
 	}
 	slices.Sort(d.Online)
 	slices.Sort(d.Offline)
+	d.Keys, d.Metas = len(h.view), h.metas
 	h.state = nil
 	return d, true
 }

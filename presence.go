@@ -98,6 +98,9 @@ type Diff struct {
 	// Offline lists, sorted, the keys that had metas before and none after
 	// (the user went offline).
 	Offline []string
+	// Keys and Metas count the topic's keys and metas after the diff, as
+	// the subscribers see the topic (zero in the diffs HandleMetas gets).
+	Keys, Metas int
 }
 
 // MarshalJSON writes the presence_diff payload.
@@ -539,6 +542,24 @@ func (p *Presence) Snapshot(topic string) EncodedState {
 		h.mu.Unlock()
 	}
 	return EncodedState(p.List(topic).AppendJSON(nil))
+}
+
+// ViewCounts returns the keys and metas of topic in its Snapshot (Counts
+// when it has no subscribers).
+func (p *Presence) ViewCounts(topic string) (keys, metas int) {
+	p.mu.RLock()
+	h := p.hubs[topic]
+	p.mu.RUnlock()
+	if h != nil {
+		h.mu.Lock()
+		dead := h.dead
+		keys, metas = len(h.view), h.metas
+		h.mu.Unlock()
+		if !dead {
+			return keys, metas
+		}
+	}
+	return p.Counts(topic)
 }
 
 // EncodedState is a presence_state payload, encoded (a phx.JSONAppender).

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync/atomic"
 )
 
 // Channel handles the joins of the topics a Route sends to it. One Channel
@@ -108,6 +110,9 @@ type Socket struct {
 	owner   string
 	route   Channel
 
+	// ignored lists the broadcast events this socket does not receive.
+	ignored atomic.Pointer[[]string]
+
 	// under c.mu
 	state        int
 	pending      []frame
@@ -116,6 +121,21 @@ type Socket struct {
 
 // Topic is the joined topic.
 func (s *Socket) Topic() string { return s.topic }
+
+// Ignore makes the socket receive no broadcasts of these events any more
+// (replacing an earlier list; none: every broadcast again), as a Phoenix
+// channel that intercepts an event and drops it in handle_out, but without
+// a callback per socket: a broadcast still encodes once for everyone. The
+// presence channel uses it for members that ask for counts instead of
+// diffs. Call it from Join to have it hold from the join reply on.
+func (s *Socket) Ignore(events ...string) {
+	if len(events) == 0 {
+		s.ignored.Store(nil)
+		return
+	}
+	l := slices.Clone(events)
+	s.ignored.Store(&l)
+}
 
 // JoinRef is the join_ref of this join ("" for none).
 func (s *Socket) JoinRef() string { return s.joinRef.text() }

@@ -370,6 +370,9 @@ func (b *bcast) deliver(list []*Socket, from *Socket) {
 		if sock == from {
 			continue
 		}
+		if ig := sock.ignored.Load(); ig != nil && slices.Contains(*ig, b.event) {
+			continue
+		}
 		if f, ok := b.frameFor(sock.c); ok {
 			sock.c.deliver(sock, f)
 		}

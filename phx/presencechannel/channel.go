@@ -27,6 +27,7 @@ type Presence interface {
 	Get(topic, key string) *presence.Entry
 	Subscribe(topic string, fn func(presence.Diff)) (cancel func())
 	Snapshot(topic string) presence.EncodedState
+	ViewCounts(topic string) (keys, metas int)
 	Settle(ctx context.Context, topic string) error
 }
 
@@ -174,6 +175,10 @@ type subKey struct {
 type topicSub struct {
 	n      int
 	cancel func()
+	modes  modeCounts
+	// the counts last sent as presence_count (by the subscription's
+	// callback only, which is never called twice at once)
+	sentKeys, sentMetas int
 }
 
 // member is the per-join state (phx.Socket.State).
@@ -181,6 +186,8 @@ type member struct {
 	user    *User
 	tracked bool // currently tracked in the topic
 	ever    bool // tracked at some point: untrack the owner at the end
+	mode    string
+	sub     *topicSub
 }
 
 // New returns a Channel for cfg.
@@ -473,7 +480,13 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 		ch.log.Warn("presencechannel: join refused: topic not allowed by the token", "key", u.Key, "topic", s.Topic())
 		return nil, phx.Refuse(replyUnauthorized)
 	}
-	m := &member{user: u}
+	mode, ok := modeOf(p)
+	if !ok {
+		ch.log.Warn("presencechannel: join refused: invalid presence mode", "key", u.Key, "topic", s.Topic())
+		return nil, phx.Refuse(replyInvalidMode)
+	}
+	ignore(s, mode)
+	m := &member{user: u, mode: mode}
 	meta, track := metaOf(p)
 	if track {
 		if r := ch.metaRefusal(s.Topic(), u.Key, meta, true); r != nil {
@@ -482,13 +495,15 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 		}
 	}
 	// Subscribe before tracking, so that the joiner sees its own join.
-	ch.acquire(s.Server(), s.Topic())
+	m.sub = ch.acquire(s.Server(), s.Topic())
+	m.sub.modes.add(mode, 1) // before the state: no diff after it may be skipped
 	ch.awaitLeave(ctx, u, s.Topic())
 	if track {
 		cctx, cancel := ch.callCtx(ctx)
 		_, err := ch.cfg.Presence.Track(cctx, s.Owner(), s.Topic(), u.Key, meta)
 		cancel()
 		if err != nil {
+			m.sub.modes.add(mode, -1)
 			ch.release(s.Server(), s.Topic())
 			ch.log.Error("presencechannel: track on join failed", "topic", s.Topic(), "key", u.Key, "err", err)
 			if errors.Is(err, presence.ErrInvalidMeta) {
@@ -511,8 +526,16 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 		cancel()
 	}
 	// Held by phx until the join reply is queued.
-	if err := s.Push(EventState, ch.cfg.Presence.Snapshot(s.Topic())); err != nil {
-		ch.log.Error("presencechannel: presence_state push failed", "topic", s.Topic(), "err", err)
+	switch mode {
+	case ModeFull:
+		if err := s.Push(EventState, ch.cfg.Presence.Snapshot(s.Topic())); err != nil {
+			ch.log.Error("presencechannel: presence_state push failed", "topic", s.Topic(), "err", err)
+		}
+	case ModeCount:
+		keys, metas := ch.cfg.Presence.ViewCounts(s.Topic())
+		if err := s.Push(EventCount, countPayload{keys, metas}); err != nil {
+			ch.log.Error("presencechannel: presence_count push failed", "topic", s.Topic(), "err", err)
+		}
 	}
 	return nil, nil
 }
@@ -602,6 +625,9 @@ func (ch *Channel) HandleIn(ctx context.Context, s *phx.Socket, event string, p 
 // Terminate implements phx.Channel: the channel's presences leave.
 func (ch *Channel) Terminate(s *phx.Socket, reason error) {
 	m, ok := s.State.(*member)
+	if ok && m.sub != nil {
+		m.sub.modes.add(m.mode, -1)
+	}
 	if ok && m.ever {
 		ctx, cancel := ch.callCtx(context.Background())
 		if err := ch.cfg.Presence.UntrackOwner(ctx, s.Owner()); err != nil {
@@ -618,21 +644,18 @@ func (ch *Channel) Terminate(s *phx.Socket, reason error) {
 // acquire takes a reference on the topic's presence subscription, making
 // it on first use: every diff of the topic is broadcast to the topic's
 // local members as presence_diff (encoded once per serializer by phx).
-func (ch *Channel) acquire(srv *phx.Server, topic string) {
+func (ch *Channel) acquire(srv *phx.Server, topic string) *topicSub {
 	k := subKey{srv, topic}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	ts := ch.subs[k]
 	if ts == nil {
 		ts = &topicSub{}
-		ts.cancel = ch.cfg.Presence.Subscribe(topic, func(d presence.Diff) {
-			if err := srv.Broadcast(topic, EventDiff, d); err != nil {
-				ch.log.Error("presencechannel: presence_diff broadcast failed", "topic", topic, "err", err)
-			}
-		})
+		ts.cancel = ch.cfg.Presence.Subscribe(topic, func(d presence.Diff) { ch.broadcastDiff(srv, topic, ts, d) })
 		ch.subs[k] = ts
 	}
 	ts.n++
+	return ts
 }
 
 // release drops a reference; the last one cancels the subscription.

@@ -1,0 +1,85 @@
+package presencechannel_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopresence/presence/phx/presencechannel"
+)
+
+// A count member gets presence_count after its join and when the counts
+// change, never a presence_state or presence_diff; a none member gets no
+// presence traffic at all; a full member gets no presence_count; an
+// unknown mode is refused.
+func TestPresenceModes(t *testing.T) {
+	st := newStackCfg(t, presencechannel.Config{})
+	full := st.user(t, "f")
+	if got := full.join("1", "room:big", `{"meta":{"s":1}}`); got != replyOK {
+		t.Fatalf("full join: %s", got)
+	}
+	counter := st.user(t, "c")
+	if got := counter.call(`["1","1","room:big","phx_join",{"meta":{"s":1},"presence":{"mode":"count"}}]`); got != replyOK {
+		t.Fatalf("count join: %s", got)
+	}
+	// The counts are absolute: the same ones may come twice (after the
+	// join, then with the diff of the join), so the test reads changes.
+	if got := nextCount(t, counter); got != `{"keys":2,"metas":2}` {
+		t.Fatalf("first presence_count: %s", got)
+	}
+	silent := st.user(t, "n")
+	if got := silent.call(`["1","1","room:big","phx_join",{"presence":{"mode":"none"}}]`); got != replyOK {
+		t.Fatalf("none join: %s", got)
+	}
+	if got := st.user(t, "x").call(`["1","1","room:big","phx_join",{"presence":{"mode":"everything"}}]`); got != replyErr("invalid presence mode") {
+		t.Fatalf("unknown mode: %s", got)
+	}
+
+	second := st.user(t, "f2")
+	second.join("1", "room:big", `{"meta":{"s":1}}`)
+	if got := nextCount(t, counter); got != `{"keys":3,"metas":3}` {
+		t.Fatalf("a third key: %s", got)
+	}
+	// An update changes no count: nothing for the counter.
+	if got := second.call(`["1","2","room:big","presence:update",{"meta":{"s":2}}]`); got != replyOK {
+		t.Fatalf("update: %s", got)
+	}
+	second.ws.Close()
+	if got := nextCount(t, counter); got != `{"keys":2,"metas":2}` {
+		t.Fatalf("after a leave (the update sent nothing): %s", got)
+	}
+	// The full member saw the diffs and no count; the silent one nothing.
+	for {
+		f := full.recv()
+		if f[3] == "presence_count" {
+			t.Fatalf("a full member got %v", f)
+		}
+		if f[3] == "presence_diff" && strings.Contains(payloadJSON(f), `"leaves":{"f2"`) {
+			break
+		}
+	}
+	silent.ws.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, b, err := silent.ws.ReadMessage(); err == nil {
+		t.Fatalf("a none member got %s", b)
+	}
+}
+
+var lastCount = map[*client]string{}
+
+// nextCount returns the next presence_count payload that differs from the
+// last one c got.
+func nextCount(t *testing.T, c *client) string {
+	t.Helper()
+	for {
+		f := c.recv()
+		switch f[3] {
+		case "presence_count":
+			if p := payloadJSON(f); p != lastCount[c] {
+				lastCount[c] = p
+				return p
+			}
+		case "presence_state", "presence_diff":
+			t.Fatalf("a count member got %v", f)
+		}
+	}
+}
