@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -258,5 +259,37 @@ func TestPhxJoinRefusedAndHeartbeat(t *testing.T) {
 	}
 	if rtt, err := a.Ping(ctx(t)); err != nil || rtt <= 0 {
 		t.Errorf("Ping: %v %v", rtt, err)
+	}
+}
+
+// A member that asks for counts gets them (OnCount), and no list.
+func TestPhxCountMode(t *testing.T) {
+	st := newPhxStack(t)
+	counts := make(chan [2]int, 16)
+	c := st.dial(t, "carol")
+	chC := c.Channel("room:count", map[string]any{"meta": map[string]string{}, "presence": map[string]string{"mode": "count"}})
+	client.OnCount(chC, func(keys, metas int) { counts <- [2]int{keys, metas} })
+	states := 0
+	chC.On("presence_state", func(json.RawMessage) { states++ })
+	if _, err := chC.Join(ctx(t)); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	d := st.dial(t, "dave")
+	if _, err := d.Channel("room:count", map[string]any{"meta": map[string]string{}}).Join(ctx(t)); err != nil {
+		t.Fatalf("dave: %v", err)
+	}
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case n := <-counts:
+			if n == [2]int{2, 2} {
+				if states != 0 {
+					t.Fatalf("a count member got %d presence_state", states)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("no presence_count of 2 keys")
+		}
 	}
 }

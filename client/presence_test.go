@@ -68,7 +68,7 @@ const (
 	stateU1U2 = `{"u1":{"metas":[{"id":1,"phx_ref":"1"}]},"u2":{"metas":[{"id":2,"phx_ref":"2"}]}}`
 )
 
-func TestJP01SyncStateDoesNotMutate(t *testing.T) {
+func TestSyncStateDoesNotMutate(t *testing.T) {
 	state := mustState(t, `{"u1":{"metas":[{"id":1,"phx_ref":"1"}]}}`)
 	newState := mustState(t, `{"u2":{"metas":[{"id":2,"phx_ref":"2"}]}}`)
 	before, beforeNew := refs(state), refs(newState)
@@ -81,7 +81,7 @@ func TestJP01SyncStateDoesNotMutate(t *testing.T) {
 	}
 }
 
-func TestJP02SyncStateJoinsAndLeaves(t *testing.T) {
+func TestSyncStateJoinsAndLeaves(t *testing.T) {
 	state := mustState(t, `{"u4":{"metas":[{"id":4,"phx_ref":"4"}]}}`)
 	var l cbLog
 	got := SyncState(state, mustState(t, stateU1U2), l.join, l.leave)
@@ -91,7 +91,7 @@ func TestJP02SyncStateJoinsAndLeaves(t *testing.T) {
 	}
 }
 
-func TestJP03SyncStateJoinsOnlyNewMetas(t *testing.T) {
+func TestSyncStateJoinsOnlyNewMetas(t *testing.T) {
 	state := mustState(t, `{"u3":{"metas":[{"id":3,"phx_ref":"3"}]}}`)
 	newState := mustState(t, `{"u3":{"metas":[{"id":3,"phx_ref":"3"},{"id":3,"phx_ref":"3.new"}]}}`)
 	var l cbLog
@@ -102,7 +102,7 @@ func TestJP03SyncStateJoinsOnlyNewMetas(t *testing.T) {
 	}
 }
 
-func TestJP04SyncDiffOnEmptyState(t *testing.T) {
+func TestSyncDiffOnEmptyState(t *testing.T) {
 	joins := mustState(t, `{"u1":{"metas":[{"id":1,"phx_ref":"1"}]}}`)
 	got := SyncDiff(State{}, Diff{Joins: joins}, nil, nil)
 	if refs(got) != "u1:1" {
@@ -110,7 +110,7 @@ func TestJP04SyncDiffOnEmptyState(t *testing.T) {
 	}
 }
 
-func TestJP05SyncDiffRemovesKeyAndAppendsJoins(t *testing.T) {
+func TestSyncDiffRemovesKeyAndAppendsJoins(t *testing.T) {
 	state := mustState(t, `{"u1":{"metas":[{"id":1,"phx_ref":"1"}]},"u2":{"metas":[{"id":2,"phx_ref":"2"}]}}`)
 	diff := Diff{
 		Joins:  mustState(t, `{"u1":{"metas":[{"id":1,"phx_ref":"1.2"}]}}`),
@@ -127,7 +127,7 @@ func TestJP05SyncDiffRemovesKeyAndAppendsJoins(t *testing.T) {
 	}
 }
 
-func TestJP06SyncDiffRemovesOneMeta(t *testing.T) {
+func TestSyncDiffRemovesOneMeta(t *testing.T) {
 	state := mustState(t, `{"u1":{"metas":[{"id":1,"phx_ref":"1"},{"id":1,"phx_ref":"1.2"}]}}`)
 	diff := Diff{Leaves: mustState(t, `{"u1":{"metas":[{"id":1,"phx_ref":"1"}]}}`)}
 	var l cbLog
@@ -138,7 +138,7 @@ func TestJP06SyncDiffRemovesOneMeta(t *testing.T) {
 	checkCalls(t, l.calls, "leave u1 cur=[1.2] left=[1]")
 }
 
-func TestJP07JP08ObjectPrototypeKeys(t *testing.T) {
+func TestObjectPrototypeKeys(t *testing.T) {
 	newState := mustState(t, `{"__proto__":{"metas":[{"phx_ref":"p"}]},"constructor":{"metas":[{"phx_ref":"c"}]},"toString":{"metas":[{"phx_ref":"s"}]}}`)
 	got := SyncState(State{}, newState, nil, nil)
 	if refs(got) != "__proto__:p;constructor:c;toString:s" {
@@ -169,7 +169,7 @@ func fire(ch *Channel, eventName, payload, joinRef string) {
 	}
 }
 
-func TestJP09JP10List(t *testing.T) {
+func TestList(t *testing.T) {
 	ch := newTestChannel()
 	p := NewPresence(ch, nil)
 	fire(ch, "presence_state", `{"u2":{"metas":[{"id":2,"phx_ref":"2"}]},"u1":{"metas":[{"id":1,"phx_ref":"1"}]}}`, "1")
@@ -183,7 +183,7 @@ func TestJP09JP10List(t *testing.T) {
 	}
 }
 
-func TestJP11InstanceSyncsStateThenDiffs(t *testing.T) {
+func TestInstanceSyncsStateThenDiffs(t *testing.T) {
 	ch := newTestChannel()
 	p := NewPresence(ch, nil)
 	var l cbLog
@@ -202,7 +202,7 @@ func TestJP11InstanceSyncsStateThenDiffs(t *testing.T) {
 	checkCalls(t, l.calls, "join u1 cur=nil new=[1]", "join u2 cur=nil new=[2]", "leave u1 cur=[] left=[1]")
 }
 
-func TestJP12QueuesDiffsUntilStateAfterEachJoin(t *testing.T) {
+func TestQueuesDiffsUntilStateAfterEachJoin(t *testing.T) {
 	ch := newTestChannel()
 	p := NewPresence(ch, nil)
 	var l cbLog
@@ -239,7 +239,7 @@ func TestJP12QueuesDiffsUntilStateAfterEachJoin(t *testing.T) {
 	}
 }
 
-func TestJP13CustomEventNames(t *testing.T) {
+func TestCustomEventNames(t *testing.T) {
 	ch := newTestChannel()
 	p := NewPresence(ch, &PresenceOptions{StateEvent: "the_state", DiffEvent: "the_diff"})
 	fire(ch, "the_state", stateU1U2, "1")
@@ -250,7 +250,7 @@ func TestJP13CustomEventNames(t *testing.T) {
 	}
 }
 
-func TestJP14UpdateReplacesMeta(t *testing.T) {
+func TestUpdateReplacesMeta(t *testing.T) {
 	ch := newTestChannel()
 	p := NewPresence(ch, nil)
 	var l cbLog
