@@ -56,7 +56,7 @@ type User struct {
 
 	mu      sync.Mutex
 	lim     *connLimits    // made on first use (see Channel.limits)
-	leaving map[string]int // topics whose leave's diff is on its way (see awaitLeave)
+	gaps    map[string]*gap // topics left, whose diffs are recorded for a rejoin (leave.go)
 }
 
 // mayJoin reports whether u may join topic.

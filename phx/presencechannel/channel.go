@@ -497,7 +497,7 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 	// Subscribe before tracking, so that the joiner sees its own join.
 	m.sub = ch.acquire(s.Server(), s.Topic())
 	m.sub.modes.add(mode, 1) // before the state: no diff after it may be skipped
-	ch.awaitLeave(ctx, u, s.Topic())
+	gap := ch.takeGap(u, s.Topic()) // before this join's own diff
 	if track {
 		cctx, cancel := ch.callCtx(ctx)
 		_, err := ch.cfg.Presence.Track(cctx, s.Owner(), s.Topic(), u.Key, meta)
@@ -528,6 +528,11 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 	// Held by phx until the join reply is queued.
 	switch mode {
 	case ModeFull:
+		for _, d := range gap {
+			if err := s.Push(EventDiff, d); err != nil {
+				ch.log.Error("presencechannel: presence_diff push failed", "topic", s.Topic(), "err", err)
+			}
+		}
 		if err := s.Push(EventState, ch.cfg.Presence.Snapshot(s.Topic())); err != nil {
 			ch.log.Error("presencechannel: presence_state push failed", "topic", s.Topic(), "err", err)
 		}
@@ -628,15 +633,15 @@ func (ch *Channel) Terminate(s *phx.Socket, reason error) {
 	if ok && m.sub != nil {
 		m.sub.modes.add(m.mode, -1)
 	}
+	if ok && m.mode == ModeFull && stays(reason) {
+		ch.startGap(m.user, s.Topic()) // see leave.go
+	}
 	if ok && m.ever {
 		ctx, cancel := ch.callCtx(context.Background())
 		if err := ch.cfg.Presence.UntrackOwner(ctx, s.Owner()); err != nil {
 			ch.log.Error("presencechannel: untrack on terminate failed", "topic", s.Topic(), "owner", s.Owner(), "err", err)
 		}
 		cancel()
-		if stays(reason) && ch.announceLeave(m.user, s.Server(), s.Topic()) {
-			return // announceLeave releases the subscription
-		}
 	}
 	ch.release(s.Server(), s.Topic())
 }

@@ -1,25 +1,46 @@
 package presencechannel
 
 import (
-	"context"
 	"errors"
+	"time"
 
+	"github.com/gopresence/presence"
 	"github.com/gopresence/presence/phx"
 )
 
-// A client that leaves a topic and joins it again at once (phoenix.js does
-// so when a second channel object of a topic joins) must get the
-// presence_diff of its own leave on the new channel: that channel may
-// already hold, as pending until its presence_state, the diff of the join
-// the leave undoes, and would apply it after the state, a ghost. Diffs
-// reach subscribers asynchronously, so the leave's diff may still be on its
-// way when the new join comes; the new join then waits for it, subscribed
-// (phx holds what it receives until the join reply), and the presence
-// subscription of the topic is kept until the diff is out.
+// A client that leaves a topic and joins it again on the same connection
+// (phoenix.js does so with a new channel object, also when a second object
+// of a topic joins) hands the new channel every frame of the topic without
+// a join_ref, the old channel's last presence_diffs included, and applies
+// them after the new channel's presence_state. A diff broadcast between
+// the leave and the new join reaches neither channel; the state holds it,
+// but if it undid a change of those last diffs (a meta that joined, then
+// left), the client re-applies the change after the state and keeps it
+// for good: a ghost. The connection's own leave is such a diff.
+//
+// So a connection that leaves a topic and stays records the topic's diffs
+// from its leave on (a gap), until it joins the topic again or gapTTL
+// passes; the new join gets them first, pushed ahead of its
+// presence_state. Applied after the state, in order, they change nothing
+// the state holds and undo what the old channel's diffs would redo. A
+// client that only leaves gets nothing after phx_close, as from Phoenix.
 
-// flusher is a Presence whose diffs can be waited for (*presence.Presence).
-type flusher interface {
-	Flush(ctx context.Context, topic string) error
+// gapTTL bounds how long a gap is kept. Only a diff still on its way to the
+// client when it made its new channel can be re-applied, so only a rejoin
+// that comes within about a round trip of the leave needs the gap; one
+// that comes later gets exactly what Phoenix sends.
+const gapTTL = 100 * time.Millisecond
+
+// maxGapDiffs bounds a gap (a busy topic gives a few coalesced diffs
+// within gapTTL); past it the rejoin gets none, and may show a ghost.
+const maxGapDiffs = 256
+
+// gap is the diffs of a topic a connection left, since it left.
+type gap struct {
+	diffs  []presence.Diff
+	over   bool
+	cancel func()
+	timer  *time.Timer
 }
 
 // stays reports whether a channel ended with reason leaves its connection
@@ -28,51 +49,68 @@ func stays(reason error) bool {
 	return errors.Is(reason, phx.ErrLeft) || errors.Is(reason, phx.ErrDuplicateJoin) || errors.Is(reason, phx.ErrStop)
 }
 
-// announceLeave, after u's channel of topic untracked, marks the leave as
-// on its way and waits, in the background, until its diff is broadcast;
-// then it unmarks it and releases the channel's subscription. It returns
-// false (and does nothing) when the Presence cannot be flushed.
-func (ch *Channel) announceLeave(u *User, srv *phx.Server, topic string) bool {
-	f, ok := ch.cfg.Presence.(flusher)
-	if !ok {
-		return false
-	}
-	u.mu.Lock()
-	if u.leaving == nil {
-		u.leaving = map[string]int{}
-	}
-	u.leaving[topic]++
-	u.mu.Unlock()
-	go func() { // ends within CallTimeout, or when the Presence closes
-		ctx, cancel := context.WithTimeout(context.Background(), ch.cfg.CallTimeout)
-		if err := f.Flush(ctx, topic); err != nil {
-			ch.log.Warn("presencechannel: a leave's diff was not broadcast in time", "topic", topic, "err", err)
-		}
-		cancel()
+// startGap starts recording topic's diffs for u's connection, before its
+// channel of topic untracks (so that its own leave is recorded).
+func (ch *Channel) startGap(u *User, topic string) {
+	g := &gap{}
+	cancel := ch.cfg.Presence.Subscribe(topic, func(d presence.Diff) {
 		u.mu.Lock()
-		if u.leaving[topic]--; u.leaving[topic] <= 0 {
-			delete(u.leaving, topic)
+		defer u.mu.Unlock()
+		if g.over {
+			return
 		}
-		u.mu.Unlock()
-		ch.release(srv, topic)
-	}()
-	return true
+		if len(g.diffs) == maxGapDiffs {
+			g.over, g.diffs = true, nil
+			return
+		}
+		g.diffs = append(g.diffs, d)
+	})
+	u.mu.Lock()
+	if u.gaps == nil {
+		u.gaps = map[string]*gap{}
+	}
+	old := u.gaps[topic]
+	g.cancel = cancel
+	g.timer = time.AfterFunc(gapTTL, func() { ch.endGap(u, topic, g) })
+	u.gaps[topic] = g
+	u.mu.Unlock()
+	if old != nil { // left twice without a join between: the later leave counts
+		old.timer.Stop()
+		old.cancel()
+	}
 }
 
-// awaitLeave, on a join of topic by u, waits until the diff of u's earlier
-// leave of topic (if still on its way) is broadcast, so that the joining
-// channel receives it.
-func (ch *Channel) awaitLeave(ctx context.Context, u *User, topic string) {
+// endGap drops u's gap of topic if it is still g.
+func (ch *Channel) endGap(u *User, topic string, g *gap) {
 	u.mu.Lock()
-	n := u.leaving[topic]
+	cur := u.gaps[topic] == g
+	if cur {
+		delete(u.gaps, topic)
+	}
 	u.mu.Unlock()
-	if n == 0 {
-		return
+	if cur {
+		g.cancel()
 	}
-	f := ch.cfg.Presence.(flusher) // leaving is only set for a flusher
-	ctx, cancel := context.WithTimeout(ctx, ch.cfg.CallTimeout)
-	defer cancel()
-	if err := f.Flush(ctx, topic); err != nil {
-		ch.log.Warn("presencechannel: a rejoin did not see its leave's diff", "topic", topic, "err", err)
+}
+
+// takeGap, on a join of topic by u's connection (its socket already
+// receives the topic's broadcasts), ends the gap and returns what it
+// recorded.
+func (ch *Channel) takeGap(u *User, topic string) []presence.Diff {
+	u.mu.Lock()
+	g := u.gaps[topic]
+	if g == nil {
+		u.mu.Unlock()
+		return nil
 	}
+	delete(u.gaps, topic)
+	diffs, over := g.diffs, g.over
+	g.over, g.diffs = true, nil // nothing more is recorded
+	u.mu.Unlock()
+	g.timer.Stop()
+	g.cancel()
+	if over {
+		ch.log.Warn("presencechannel: a rejoin missed the diffs since its leave (too many)", "key", u.Key, "topic", topic)
+	}
+	return diffs
 }

@@ -17,17 +17,13 @@ import {connect, closeAll, room, sleep, serverView, fields, sortMetas, Presence}
 afterEach(closeAll)
 
 const WINDOW_MS = Number(process.env.PRESENCE_DIFF_WINDOW_MS || 100)
-// STRICT holds the channels that joined again on the same socket (a new
-// channel object after channel.leave()) to be exact too. Known bug: such a
-// channel can keep a ghost for good. phoenix.js hands the new channel the
-// presence_diffs the server sent to the old one that arrive after the
-// leave (broadcasts carry no join_ref) and applies them after the new
-// presence_state; a diff presenced sends between the phx_leave and the
-// phx_join reaches neither channel, yet the state includes it; when it
-// undid a join of those earlier diffs, the join stays. With a diff window
-// the leave's own flush sends the held window right in that gap. Until it
-// is fixed they are checked in a todo subtest.
-const STRICT = process.env.PRESENCE_STORM_STRICT === "1"
+// The channels that joined again on the same socket (a new channel object
+// after channel.leave()) are held to be exact like the others: phoenix.js
+// hands such a channel the presence_diffs the server sent to the old one
+// that arrive after the leave, and presenced sends the rejoin the diffs it
+// missed between its phx_leave and its phx_join first (phx/presencechannel
+// leave.go). PRESENCE_STORM_STRICT=0 only reports them.
+const STRICT = process.env.PRESENCE_STORM_STRICT !== "0"
 const SEED = Number(process.env.PRESENCE_STORM_SEED || Math.floor(Math.random() * 2 ** 31))
 
 // The shape of the storm.
@@ -412,7 +408,7 @@ test("a storm in one topic of 300 phoenix.js sockets: coalesced diffs leave ever
     (off.length ? ` (${off.map((p) => `${p.name}, ${p.how}, ${p.early} diffs before its state`).join("; ")})` : ""))
   console.log(`# whole test ${Date.now() - t0} ms`)
   if (!STRICT) {
-    await t.test("the channels joined again on the same socket end exact too", {todo: "known bug: see STRICT in storm.test.mjs"}, () => {
+    await t.test("the channels joined again on the same socket end exact too", {todo: "PRESENCE_STORM_STRICT=0: reported only"}, () => {
       assert.deepEqual(off.map((p) => `${p.name}: ${mismatch(p.view(), c2.server)}`), [])
     })
   }
