@@ -54,9 +54,9 @@ type User struct {
 	// a token).
 	Topics []string
 
-	mu      sync.Mutex
-	lim     *connLimits    // made on first use (see Channel.limits)
-	gaps    map[string]*gap // topics left, whose diffs are recorded for a rejoin (leave.go)
+	mu   sync.Mutex
+	lim  *connLimits     // made on first use (see Channel.limits)
+	gaps map[string]*gap // topics left, whose diffs are recorded for a rejoin (leave.go)
 }
 
 // mayJoin reports whether u may join topic.

@@ -496,7 +496,7 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 	}
 	// Subscribe before tracking, so that the joiner sees its own join.
 	m.sub = ch.acquire(s.Server(), s.Topic())
-	m.sub.modes.add(mode, 1) // before the state: no diff after it may be skipped
+	m.sub.modes.add(mode, 1)        // before the state: no diff after it may be skipped
 	gap := ch.takeGap(u, s.Topic()) // before this join's own diff
 	if track {
 		cctx, cancel := ch.callCtx(ctx)
