@@ -634,7 +634,8 @@ func (ch *Channel) Terminate(s *phx.Socket, reason error) {
 		m.sub.modes.add(m.mode, -1)
 	}
 	if ok && m.mode == ModeFull && stays(reason) {
-		ch.startGap(m.user, s.Topic()) // see leave.go
+		arm := ch.startGap(m.user, s.Server(), s.Topic()) // see leave.go
+		defer arm()
 	}
 	if ok && m.ever {
 		ctx, cancel := ch.callCtx(context.Background())

@@ -35,12 +35,16 @@ const gapTTL = 100 * time.Millisecond
 // within gapTTL); past it the rejoin gets none, and may show a ghost.
 const maxGapDiffs = 256
 
-// gap is the diffs of a topic a connection left, since it left.
+// gap is the diffs of a topic a connection left, since it left. It also
+// holds the topic's subscription (Channel.acquire), so that the broadcasts
+// a rejoin receives once it is subscribed in phx continue exactly where
+// the recorded diffs end: each diff goes to both, one after the other.
 type gap struct {
 	diffs  []presence.Diff
 	over   bool
 	cancel func()
 	timer  *time.Timer
+	srv    *phx.Server
 }
 
 // stays reports whether a channel ended with reason leaves its connection
@@ -50,9 +54,12 @@ func stays(reason error) bool {
 }
 
 // startGap starts recording topic's diffs for u's connection, before its
-// channel of topic untracks (so that its own leave is recorded).
-func (ch *Channel) startGap(u *User, topic string) {
-	g := &gap{}
+// channel of topic untracks (so that its own leave is recorded); the
+// returned arm starts the gap's gapTTL, once the channel is gone and the
+// connection reads its next frame.
+func (ch *Channel) startGap(u *User, srv *phx.Server, topic string) (arm func()) {
+	ch.acquire(srv, topic)
+	g := &gap{srv: srv}
 	cancel := ch.cfg.Presence.Subscribe(topic, func(d presence.Diff) {
 		u.mu.Lock()
 		defer u.mu.Unlock()
@@ -71,13 +78,14 @@ func (ch *Channel) startGap(u *User, topic string) {
 	}
 	old := u.gaps[topic]
 	g.cancel = cancel
-	g.timer = time.AfterFunc(gapTTL, func() { ch.endGap(u, topic, g) })
+	g.timer = time.AfterFunc(time.Hour, func() { ch.endGap(u, topic, g) })
 	u.gaps[topic] = g
 	u.mu.Unlock()
 	if old != nil { // left twice without a join between: the later leave counts
 		old.timer.Stop()
-		old.cancel()
+		ch.dropGap(old, topic)
 	}
+	return func() { g.timer.Reset(gapTTL) }
 }
 
 // endGap drops u's gap of topic if it is still g.
@@ -89,8 +97,13 @@ func (ch *Channel) endGap(u *User, topic string, g *gap) {
 	}
 	u.mu.Unlock()
 	if cur {
-		g.cancel()
+		ch.dropGap(g, topic)
 	}
+}
+
+func (ch *Channel) dropGap(g *gap, topic string) {
+	g.cancel()
+	ch.release(g.srv, topic)
 }
 
 // takeGap, on a join of topic by u's connection (its socket already
@@ -108,7 +121,7 @@ func (ch *Channel) takeGap(u *User, topic string) []presence.Diff {
 	g.over, g.diffs = true, nil // nothing more is recorded
 	u.mu.Unlock()
 	g.timer.Stop()
-	g.cancel()
+	ch.dropGap(g, topic)
 	if over {
 		ch.log.Warn("presencechannel: a rejoin missed the diffs since its leave (too many)", "key", u.Key, "topic", topic)
 	}

@@ -104,3 +104,34 @@ func (c *client) awaitJoinDiff(read [][]any, meta string) {
 	for !joinDiffOf(c.recv(), meta) {
 	}
 }
+
+// A diff sent between a channel's leave and its rejoin on the same
+// connection (here another user's leave) reaches neither channel as a
+// broadcast; the rejoin gets it ahead of its presence_state, since
+// phoenix.js may hold that user's join from the old channel and would
+// re-apply it after the state.
+func TestRejoinGetsTheDiffsSinceItsLeave(t *testing.T) {
+	st := newStackCfg(t, presencechannel.Config{})
+	a := st.user(t, "u1")
+	a.join("1", "room:gap", `{}`)
+	x := st.user(t, "x")
+	x.join("1", "room:gap", `{"meta":{"x":1}}`)
+	a.recvEvent("presence_diff") // x joined
+
+	a.send(`["1","2","room:gap","phx_leave",{}]`)
+	a.recvEvent("phx_close")
+	x.ws.Close() // x leaves while a has no channel on the topic
+	deadline := time.Now().Add(2 * time.Second)
+	for len(st.p.List("room:gap")) > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	st.p.Sync()
+	a.send(`["3","3","room:gap","phx_join",{}]`)
+	_, before := a.recvEvent("presence_state")
+	for _, f := range before {
+		if f[3] == "presence_diff" && strings.Contains(payloadJSON(f), `"leaves":{"x":`) {
+			return
+		}
+	}
+	t.Fatalf("the rejoin did not get x's leave before its state: %v", before)
+}
