@@ -370,6 +370,11 @@ func (t *Tracker) ListAt(topic string) ([]Presence, uint64) {
 	return t.List(topic), seq
 }
 
+// CountKey returns len(Get(topic, key)), without listing the topic.
+func (t *Tracker) CountKey(topic, key string) int {
+	return t.shardFor(topic).raw.State().CountKey(topic, key)
+}
+
 // Get returns the visible presences of (topic, key).
 func (t *Tracker) Get(topic, key string) []Presence {
 	es := t.shardFor(topic).raw.State().Get(topic, key)

@@ -67,7 +67,8 @@ type ownerKey struct{ Owner, Key string }
 type topicSet struct {
 	mu      sync.RWMutex
 	m       map[ownerKey]*Element
-	version uint64 // bumped by every change, under mu
+	keys    map[string]int32 // elements per key, so that a key's count is no scan
+	version uint64           // bumped by every change, under mu
 
 	sorted atomic.Pointer[sortedView] // cache of m in (owner, key) order
 }
@@ -210,7 +211,7 @@ func (s *State) topic(t string, create bool) *topicSet {
 	ts := s.topics[t]
 	s.topicsMu.RUnlock()
 	if ts == nil && create {
-		ts = &topicSet{m: map[ownerKey]*Element{}}
+		ts = &topicSet{m: map[ownerKey]*Element{}, keys: map[string]int32{}}
 		s.topicsMu.Lock()
 		s.topics[t] = ts
 		s.topicsMu.Unlock()
@@ -234,6 +235,9 @@ func (s *State) put(e *Element) *Element {
 	ts.mu.Lock()
 	old := ts.m[k]
 	ts.m[k] = e
+	if old == nil {
+		ts.keys[e.Key]++
+	}
 	ts.version++
 	ts.mu.Unlock()
 	if old != nil {
@@ -258,6 +262,9 @@ func (s *State) del(e *Element) {
 		return
 	}
 	delete(ts.m, k)
+	if ts.keys[e.Key]--; ts.keys[e.Key] <= 0 {
+		delete(ts.keys, e.Key)
+	}
 	ts.version++
 	empty := len(ts.m) == 0
 	ts.mu.Unlock()
@@ -795,6 +802,25 @@ func (s *State) Get(topic, key string) []*Element {
 		}
 	}
 	return out
+}
+
+// CountKey returns len(Get(topic, key)) without listing the topic: a join
+// checks it against a per-key limit, and in a topic of thousands a listing
+// per join would cost more than the join. Safe to call concurrently with
+// the writer.
+func (s *State) CountKey(topic, key string) int {
+	s.topicsMu.RLock()
+	ts := s.topics[topic]
+	s.topicsMu.RUnlock()
+	if ts == nil {
+		return 0
+	}
+	if len(*s.down.Load()) > 0 { // some are hidden: count the visible ones
+		return len(s.Get(topic, key))
+	}
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	return int(ts.keys[key])
 }
 
 // Count returns the number of visible elements of topic. Safe to call

@@ -1,8 +1,11 @@
 package crdt
 
 import (
+	"fmt"
 	"slices"
 	"testing"
+
+	"pgregory.net/rapid"
 )
 
 // These tests follow the scenarios of phoenix_pubsub's own suites for the
@@ -483,4 +486,41 @@ func TestDominatesOrEqual(t *testing.T) {
 		!DominatesOrEqual(Clock{ra: 1}, Clock{}) || !DominatesOrEqual(Clock{ra: 1}, Clock{ra: 1, rb: 9}) {
 		t.Fatal("dominates_or_equal")
 	}
+}
+
+// CountKey counts a key's visible elements as Get does, through joins,
+// leaves and updates, local and merged from a peer, and the peer going
+// down and up.
+func TestCountKeyMatchesGet(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		a, b := New(ra), New(rb)
+		a.MergeDelta(b.TakeDelta()) // a knows b
+		for range rapid.IntRange(1, 40).Draw(t, "ops") {
+			st := a
+			if rapid.Bool().Draw(t, "onB") {
+				st = b
+			}
+			owner := fmt.Sprint("o", rapid.IntRange(0, 4).Draw(t, "owner"))
+			key := fmt.Sprint("k", rapid.IntRange(0, 2).Draw(t, "key"))
+			switch rapid.IntRange(0, 4).Draw(t, "op") {
+			case 0:
+				st.Join(owner, "t", key, []byte(`{}`))
+			case 1:
+				st.Leave(owner, "t", key)
+			case 2:
+				st.LeaveJoin(owner, "t", key, []byte(`{"u":1}`))
+			case 3:
+				a.ReplicaDown(rb)
+			case 4:
+				a.ReplicaUp(rb)
+			}
+			a.MergeDelta(b.TakeDelta())
+			for k := range 3 {
+				key := fmt.Sprint("k", k)
+				if got, want := a.CountKey("t", key), len(a.Get("t", key)); got != want {
+					t.Fatalf("CountKey %s = %d, Get has %d", key, got, want)
+				}
+			}
+		}
+	})
 }

@@ -332,7 +332,7 @@ func (ch *Channel) metaRefusal(topic, key string, meta json.RawMessage, adds boo
 // join).
 func (ch *Channel) metasOf(topic, key string) int {
 	if ch.direct != nil {
-		return len(ch.direct.Tracker().Get(topic, key))
+		return ch.direct.Tracker().CountKey(topic, key)
 	}
 	if e := ch.cfg.Presence.Get(topic, key); e != nil {
 		return len(e.Metas)
