@@ -67,8 +67,10 @@ type ownerKey struct{ Owner, Key string }
 type topicSet struct {
 	mu      sync.RWMutex
 	m       map[ownerKey]*Element
-	keys    map[string]int32 // elements per key, so that a key's count is no scan
-	version uint64           // bumped by every change, under mu
+	// keys counts the elements per key once the topic has keysFrom of
+	// them (a small topic is scanned: no map to allocate per topic).
+	keys    map[string]int32
+	version uint64 // bumped by every change, under mu
 
 	sorted atomic.Pointer[sortedView] // cache of m in (owner, key) order
 }
@@ -211,7 +213,7 @@ func (s *State) topic(t string, create bool) *topicSet {
 	ts := s.topics[t]
 	s.topicsMu.RUnlock()
 	if ts == nil && create {
-		ts = &topicSet{m: map[ownerKey]*Element{}, keys: map[string]int32{}}
+		ts = &topicSet{m: map[ownerKey]*Element{}}
 		s.topicsMu.Lock()
 		s.topics[t] = ts
 		s.topicsMu.Unlock()
@@ -235,8 +237,15 @@ func (s *State) put(e *Element) *Element {
 	ts.mu.Lock()
 	old := ts.m[k]
 	ts.m[k] = e
-	if old == nil {
+	switch {
+	case old != nil:
+	case ts.keys != nil:
 		ts.keys[e.Key]++
+	case len(ts.m) >= keysFrom:
+		ts.keys = make(map[string]int32, len(ts.m))
+		for k := range ts.m {
+			ts.keys[k.Key]++
+		}
 	}
 	ts.version++
 	ts.mu.Unlock()
@@ -262,8 +271,10 @@ func (s *State) del(e *Element) {
 		return
 	}
 	delete(ts.m, k)
-	if ts.keys[e.Key]--; ts.keys[e.Key] <= 0 {
-		delete(ts.keys, e.Key)
+	if ts.keys != nil {
+		if ts.keys[e.Key]--; ts.keys[e.Key] <= 0 {
+			delete(ts.keys, e.Key)
+		}
 	}
 	ts.version++
 	empty := len(ts.m) == 0
@@ -820,8 +831,20 @@ func (s *State) CountKey(topic, key string) int {
 	}
 	ts.mu.RLock()
 	defer ts.mu.RUnlock()
-	return int(ts.keys[key])
+	if ts.keys != nil {
+		return int(ts.keys[key])
+	}
+	n := 0
+	for k := range ts.m {
+		if k.Key == key {
+			n++
+		}
+	}
+	return n
 }
+
+// keysFrom is the size from which a topic counts its elements per key.
+const keysFrom = 64
 
 // Count returns the number of visible elements of topic. Safe to call
 // concurrently with the writer.

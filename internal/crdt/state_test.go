@@ -489,8 +489,8 @@ func TestDominatesOrEqual(t *testing.T) {
 }
 
 // CountKey counts a key's visible elements as Get does, through joins,
-// leaves and updates, local and merged from a peer, and the peer going
-// down and up.
+// leaves and updates, local and merged from a peer, the peer going down
+// and up, in small topics (scanned) and large ones (counted per key).
 func TestCountKeyMatchesGet(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		a, b := New(ra), New(rb)
@@ -502,7 +502,11 @@ func TestCountKeyMatchesGet(t *testing.T) {
 			}
 			owner := fmt.Sprint("o", rapid.IntRange(0, 4).Draw(t, "owner"))
 			key := fmt.Sprint("k", rapid.IntRange(0, 2).Draw(t, "key"))
-			switch rapid.IntRange(0, 4).Draw(t, "op") {
+			switch rapid.IntRange(0, 5).Draw(t, "op") {
+			case 5: // past keysFrom: the topic counts per key
+				for i := range keysFrom + 6 {
+					st.Join(fmt.Sprint("many", i), "t", key, []byte(`{}`))
+				}
 			case 0:
 				st.Join(owner, "t", key, []byte(`{}`))
 			case 1:
