@@ -49,7 +49,7 @@ func metaField(t *testing.T, m json.RawMessage, f string) string {
 	return s
 }
 
-// PR-xx: track → list with phx_ref; update → phx_ref_prev; untrack; diffs
+// Track → list with phx_ref; update → phx_ref_prev; untrack; diffs
 // in the presence_diff shape; online/offline per key.
 func TestPresenceSingleNode(t *testing.T) {
 	ctx := context.Background()
