@@ -65,8 +65,8 @@ type ownerKey struct{ Owner, Key string }
 // topicSet holds the stored elements of one topic. Its lock lets readers
 // list a topic while the single writer changes others (or this one, briefly).
 type topicSet struct {
-	mu      sync.RWMutex
-	m       map[ownerKey]*Element
+	mu sync.RWMutex
+	m  map[ownerKey]*Element
 	// keys counts the elements per key once the topic has keysFrom of
 	// them (a small topic is scanned: no map to allocate per topic).
 	keys    map[string]int32
