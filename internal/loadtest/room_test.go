@@ -284,15 +284,16 @@ func TestRoom(t *testing.T) {
 	if r.JoinLatency.N != n {
 		t.Fatalf("join latency %v", r.JoinLatency)
 	}
-	// Each client gets one presence_state; every join after its own
-	// subscription reaches it as (part of) a presence_diff: at most n
-	// diffs each, and at most n(n+1)/2 in all (fewer when the server
-	// puts several joins in one diff).
+	// Each client gets one presence_state, and every join broadcast after
+	// its own subscription as (part of) a presence_diff: at most n diffs
+	// each (fewer when the server puts several joins in one diff). How many
+	// in all depends on how far the broadcasts lag the joins, so only
+	// bounds that hold whatever the load are checked.
 	if r.StateFrames.N != n || r.StateFrames.Min != 1 || r.StateFrames.Max != 1 || r.StateBytes.Min < 50 {
 		t.Fatalf("presence_state: %+v %+v", r.StateFrames, r.StateBytes)
 	}
 	total := int64(r.DiffFrames.Mean*float64(n) + 0.5)
-	if r.DiffFrames.Max > n+1 || total < n/10 || total > n*(n+1)/2+n || r.DiffBytes.Max < 50*r.DiffFrames.Max {
+	if r.DiffFrames.Max > n+1 || total < n/10 || total > n*(n+1) || r.DiffBytes.Max < 50*r.DiffFrames.Max {
 		t.Fatalf("presence_diff: %+v %+v", r.DiffFrames, r.DiffBytes)
 	}
 	if r.CountFrames.Max != 0 {
