@@ -45,9 +45,10 @@ type topicHub struct {
 	metas int
 	// pending holds, per key, the metas joined and left since the view;
 	// joins are never in the view, leaves always are.
-	pending map[string]*keyChange
-	last    time.Time // when the last diff was sent
-	timer   *time.Timer
+	pending  map[string]*keyChange
+	last     time.Time // when the last diff was sent
+	timer    *time.Timer
+	timerGen uint64 // numbers the timers, so that a late one knows it is stale
 	// state caches the view's presence_state payload until it changes.
 	state []byte
 }

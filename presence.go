@@ -306,7 +306,7 @@ func (p *Presence) Flush(ctx context.Context, topic string) error {
 	h := p.hubs[topic]
 	p.mu.RUnlock()
 	if h != nil {
-		p.send(h, false)
+		p.send(h)
 	}
 	return nil
 }
@@ -475,7 +475,9 @@ func (p *Presence) merge(h *topicHub, d tracker.Diff) {
 		wait = h.last.Add(h.window(p.cfg.DiffWindow)).Sub(now)
 	}
 	if wait > 0 {
-		h.timer = time.AfterFunc(wait, func() { p.send(h, true) })
+		h.timerGen++
+		gen := h.timerGen
+		h.timer = time.AfterFunc(wait, func() { p.sendTimer(h, gen) })
 		h.mu.Unlock()
 		return
 	}
@@ -483,13 +485,11 @@ func (p *Presence) merge(h *topicHub, d tracker.Diff) {
 }
 
 // send hands h's window to its subscribers now.
-func (p *Presence) send(h *topicHub, fromTimer bool) {
+func (p *Presence) send(h *topicHub) {
 	h.deliver.Lock()
 	defer h.deliver.Unlock()
 	h.mu.Lock()
-	if fromTimer {
-		h.timer = nil
-	} else if h.timer != nil {
+	if h.timer != nil {
 		h.timer.Stop()
 		h.timer = nil
 	}
@@ -497,6 +497,21 @@ func (p *Presence) send(h *topicHub, fromTimer bool) {
 		h.mu.Unlock()
 		return
 	}
+	p.sendLocked(h, time.Now())
+}
+
+// sendTimer is send at the end of the window of timer number gen, unless
+// a send came first (then h has no timer, or a later one, and the window is
+// not over).
+func (p *Presence) sendTimer(h *topicHub, gen uint64) {
+	h.deliver.Lock()
+	defer h.deliver.Unlock()
+	h.mu.Lock()
+	if h.timer == nil || h.timerGen != gen || h.dead {
+		h.mu.Unlock()
+		return
+	}
+	h.timer = nil
 	p.sendLocked(h, time.Now())
 }
 
@@ -512,6 +527,14 @@ func (p *Presence) sendLocked(h *topicHub, now time.Time) {
 	if !ok {
 		return
 	}
+	// A panic in a hook or a subscriber is logged and survived, as the
+	// tracker does on its own goroutine: on a window's timer it would end
+	// the process.
+	defer func() {
+		if r := recover(); r != nil {
+			p.cfg.Logger.Error("presence: a subscriber or the Fetch hook panicked", "topic", h.topic, "panic", r)
+		}
+	}()
 	out.Joins = p.fetch(h.topic, out.Joins)
 	out.Leaves = p.fetch(h.topic, out.Leaves)
 	for _, s := range subs {
@@ -701,7 +724,7 @@ func (p *Presence) Sync() {
 	}
 	p.mu.RUnlock()
 	for _, h := range hubs {
-		p.send(h, false)
+		p.send(h)
 	}
 }
 

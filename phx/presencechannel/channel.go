@@ -176,9 +176,13 @@ type topicSub struct {
 	n      int
 	cancel func()
 	modes  modeCounts
-	// the counts last sent as presence_count (by the subscription's
-	// callback only, which is never called twice at once)
-	sentKeys, sentMetas int
+
+	// mu orders the broadcasts against the gaps (leave.go).
+	mu     sync.Mutex
+	gaps   map[*gap]struct{}
+	recent []recentDiff
+	// the counts of the last diff, to send presence_count on a change
+	lastKeys, lastMetas int
 }
 
 // member is the per-join state (phx.Socket.State).
@@ -496,8 +500,10 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 	}
 	// Subscribe before tracking, so that the joiner sees its own join.
 	m.sub = ch.acquire(s.Server(), s.Topic())
-	m.sub.modes.add(mode, 1)        // before the state: no diff after it may be skipped
-	gap := ch.takeGap(u, s.Topic()) // before this join's own diff
+	m.sub.modes.add(mode, 1) // before the state: no diff after it may be skipped
+	if mode == ModeFull {
+		ch.pushGap(u, s) // ahead of everything after the reply
+	}
 	if track {
 		cctx, cancel := ch.callCtx(ctx)
 		_, err := ch.cfg.Presence.Track(cctx, s.Owner(), s.Topic(), u.Key, meta)
@@ -528,11 +534,6 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 	// Held by phx until the join reply is queued.
 	switch mode {
 	case ModeFull:
-		for _, d := range gap {
-			if err := s.Push(EventDiff, d); err != nil {
-				ch.log.Error("presencechannel: presence_diff push failed", "topic", s.Topic(), "err", err)
-			}
-		}
 		if err := s.Push(EventState, ch.cfg.Presence.Snapshot(s.Topic())); err != nil {
 			ch.log.Error("presencechannel: presence_state push failed", "topic", s.Topic(), "err", err)
 		}
@@ -656,7 +657,7 @@ func (ch *Channel) acquire(srv *phx.Server, topic string) *topicSub {
 	defer ch.mu.Unlock()
 	ts := ch.subs[k]
 	if ts == nil {
-		ts = &topicSub{}
+		ts = &topicSub{lastKeys: -1, lastMetas: -1}
 		ts.cancel = ch.cfg.Presence.Subscribe(topic, func(d presence.Diff) { ch.broadcastDiff(srv, topic, ts, d) })
 		ch.subs[k] = ts
 	}

@@ -19,11 +19,17 @@ import (
 // for good: a ghost. The connection's own leave is such a diff.
 //
 // So a connection that leaves a topic and stays records the topic's diffs
-// from its leave on (a gap), until it joins the topic again or gapTTL
-// passes; the new join gets them first, pushed ahead of its
-// presence_state. Applied after the state, in order, they change nothing
-// the state holds and undo what the old channel's diffs would redo. A
-// client that only leaves gets nothing after phx_close, as from Phoenix.
+// (a gap), until it joins the topic again or gapTTL passes; the new join
+// gets them first, pushed ahead of anything else it is sent after its
+// reply. The gap starts with the diffs of the last gapBack (the socket
+// stops receiving broadcasts a moment before its channel terminates), so
+// what is pushed is an unbroken run of the topic's diffs up to the join,
+// and the broadcasts the join receives continue it: applied after the
+// state, in order, they change nothing the state holds and undo what the
+// old channel's diffs would redo. Recording and broadcasting a diff, and
+// taking a gap and pushing it, happen under the topic's lock, so no diff
+// falls between the two. A client that only leaves gets nothing after
+// phx_close, as from Phoenix.
 
 // gapTTL bounds how long a gap is kept. Only a diff still on its way to the
 // client when it made its new channel can be re-applied, so only a rejoin
@@ -31,20 +37,54 @@ import (
 // that comes later gets exactly what Phoenix sends.
 const gapTTL = 100 * time.Millisecond
 
+// gapBack is how far back a gap starts; recentDiffs bounds what a topic
+// keeps for it.
+const (
+	gapBack     = time.Second
+	recentDiffs = 16
+)
+
 // maxGapDiffs bounds a gap (a busy topic gives a few coalesced diffs
 // within gapTTL); past it the rejoin gets none, and may show a ghost.
 const maxGapDiffs = 256
 
-// gap is the diffs of a topic a connection left, since it left. It also
-// holds the topic's subscription (Channel.acquire), so that the broadcasts
-// a rejoin receives once it is subscribed in phx continue exactly where
-// the recorded diffs end: each diff goes to both, one after the other.
+// gap is the diffs of a topic a connection left, since it left; it holds
+// the topic's subscription (Channel.acquire). Its fields are under ts.mu.
 type gap struct {
-	diffs  []presence.Diff
-	over   bool
-	cancel func()
-	timer  *time.Timer
-	srv    *phx.Server
+	ts    *topicSub
+	srv   *phx.Server
+	timer *time.Timer
+	diffs []presence.Diff
+	over  bool
+}
+
+// recentDiff is a diff the topic's members got, and when.
+type recentDiff struct {
+	at time.Time
+	d  presence.Diff
+}
+
+func (g *gap) add(d presence.Diff) {
+	if g.over {
+		return
+	}
+	if len(g.diffs) == maxGapDiffs {
+		g.over, g.diffs = true, nil
+		return
+	}
+	g.diffs = append(g.diffs, d)
+}
+
+// record keeps d among the topic's recent diffs and in every open gap;
+// ts.mu is held.
+func (ts *topicSub) record(d presence.Diff, now time.Time) {
+	ts.recent = append(ts.recent, recentDiff{now, d})
+	if len(ts.recent) > recentDiffs {
+		ts.recent = append(ts.recent[:0], ts.recent[len(ts.recent)-recentDiffs:]...)
+	}
+	for g := range ts.gaps {
+		g.add(d)
+	}
 }
 
 // stays reports whether a channel ended with reason leaves its connection
@@ -58,31 +98,29 @@ func stays(reason error) bool {
 // returned arm starts the gap's gapTTL, once the channel is gone and the
 // connection reads its next frame.
 func (ch *Channel) startGap(u *User, srv *phx.Server, topic string) (arm func()) {
-	ch.acquire(srv, topic)
-	g := &gap{srv: srv}
-	cancel := ch.cfg.Presence.Subscribe(topic, func(d presence.Diff) {
-		u.mu.Lock()
-		defer u.mu.Unlock()
-		if g.over {
-			return
+	ts := ch.acquire(srv, topic)
+	g := &gap{ts: ts, srv: srv}
+	g.timer = time.AfterFunc(time.Hour, func() { ch.endGap(u, topic, g) })
+	ts.mu.Lock()
+	since := time.Now().Add(-gapBack)
+	for _, r := range ts.recent {
+		if !r.at.Before(since) {
+			g.diffs = append(g.diffs, r.d)
 		}
-		if len(g.diffs) == maxGapDiffs {
-			g.over, g.diffs = true, nil
-			return
-		}
-		g.diffs = append(g.diffs, d)
-	})
+	}
+	if ts.gaps == nil {
+		ts.gaps = map[*gap]struct{}{}
+	}
+	ts.gaps[g] = struct{}{}
+	ts.mu.Unlock()
 	u.mu.Lock()
 	if u.gaps == nil {
 		u.gaps = map[string]*gap{}
 	}
 	old := u.gaps[topic]
-	g.cancel = cancel
-	g.timer = time.AfterFunc(time.Hour, func() { ch.endGap(u, topic, g) })
 	u.gaps[topic] = g
 	u.mu.Unlock()
 	if old != nil { // left twice without a join between: the later leave counts
-		old.timer.Stop()
 		ch.dropGap(old, topic)
 	}
 	return func() { g.timer.Reset(gapTTL) }
@@ -102,28 +140,38 @@ func (ch *Channel) endGap(u *User, topic string, g *gap) {
 }
 
 func (ch *Channel) dropGap(g *gap, topic string) {
-	g.cancel()
+	g.timer.Stop()
+	g.ts.mu.Lock()
+	delete(g.ts.gaps, g)
+	g.ts.mu.Unlock()
 	ch.release(g.srv, topic)
 }
 
-// takeGap, on a join of topic by u's connection (its socket already
-// receives the topic's broadcasts), ends the gap and returns what it
-// recorded.
-func (ch *Channel) takeGap(u *User, topic string) []presence.Diff {
+// pushGap, on a join of topic by u's connection (its socket already
+// receives the topic's broadcasts), ends the gap and pushes what it
+// recorded to s, under the topic's lock: a diff is either in the gap or
+// broadcast to s after it.
+func (ch *Channel) pushGap(u *User, s *phx.Socket) {
+	topic := s.Topic()
 	u.mu.Lock()
 	g := u.gaps[topic]
-	if g == nil {
-		u.mu.Unlock()
-		return nil
-	}
 	delete(u.gaps, topic)
-	diffs, over := g.diffs, g.over
-	g.over, g.diffs = true, nil // nothing more is recorded
 	u.mu.Unlock()
+	if g == nil {
+		return
+	}
 	g.timer.Stop()
-	ch.dropGap(g, topic)
+	g.ts.mu.Lock()
+	delete(g.ts.gaps, g)
+	for _, d := range g.diffs {
+		if err := s.Push(EventDiff, d); err != nil {
+			ch.log.Error("presencechannel: presence_diff push failed", "topic", topic, "err", err)
+		}
+	}
+	over := g.over
+	g.ts.mu.Unlock()
+	ch.release(g.srv, topic)
 	if over {
 		ch.log.Warn("presencechannel: a rejoin missed the diffs since its leave (too many)", "key", u.Key, "topic", topic)
 	}
-	return diffs
 }

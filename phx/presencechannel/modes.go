@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/gopresence/presence"
 	"github.com/gopresence/presence/phx"
@@ -99,14 +100,21 @@ func (c countPayload) AppendJSON(b []byte) []byte {
 
 // broadcastDiff sends d to the topic's full members, and its counts to
 // the count members when they changed; called in order for one topic.
+// Under ts.mu, with the recording of d for the gaps (leave.go).
 func (ch *Channel) broadcastDiff(srv *phx.Server, topic string, ts *topicSub, d presence.Diff) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.record(d, time.Now())
 	if ts.modes.full.Load() > 0 {
 		if err := srv.Broadcast(topic, EventDiff, d); err != nil {
 			ch.log.Error("presencechannel: presence_diff broadcast failed", "topic", topic, "err", err)
 		}
 	}
-	if ts.modes.count.Load() > 0 && (d.Keys != ts.sentKeys || d.Metas != ts.sentMetas) {
-		ts.sentKeys, ts.sentMetas = d.Keys, d.Metas
+	// The last counts are kept whoever listens, so that a count member
+	// that joins later is sent the next change.
+	changed := d.Keys != ts.lastKeys || d.Metas != ts.lastMetas
+	ts.lastKeys, ts.lastMetas = d.Keys, d.Metas
+	if changed && ts.modes.count.Load() > 0 {
 		if err := srv.Broadcast(topic, EventCount, countPayload{d.Keys, d.Metas}); err != nil {
 			ch.log.Error("presencechannel: presence_count broadcast failed", "topic", topic, "err", err)
 		}

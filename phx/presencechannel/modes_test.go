@@ -83,3 +83,22 @@ func nextCount(t *testing.T, c *client) string {
 		}
 	}
 }
+
+// A count member is sent every change of the counts, also back to a value
+// sent before it joined, and down to zero when the last member leaves.
+func TestPresenceCountFollowsEveryChange(t *testing.T) {
+	st := newStackCfg(t, presencechannel.Config{})
+	a := st.user(t, "a")
+	a.join("1", "room:c", `{"meta":{}}`)
+	counter := st.user(t, "c")
+	if got := counter.call(`["1","1","room:c","phx_join",{"presence":{"mode":"count"}}]`); got != replyOK {
+		t.Fatalf("count join: %s", got)
+	}
+	if got := nextCount(t, counter); got != `{"keys":1,"metas":1}` {
+		t.Fatalf("after the join: %s", got)
+	}
+	a.ws.Close() // the last tracked member leaves
+	if got := nextCount(t, counter); got != `{"keys":0,"metas":0}` {
+		t.Fatalf("after the last leave: %s", got)
+	}
+}
