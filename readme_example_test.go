@@ -5,11 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log"
-	"os"
-	"strings"
 	"testing"
 
 	"github.com/gopresence/presence"
+	"github.com/gopresence/presence/internal/testenv"
 )
 
 // The README's "Embedding in Go" snippet, as it is there (between the
@@ -45,27 +44,8 @@ func Example_readme() {
 
 // TestREADMEGoSnippet checks that the README shows Example_readme's code.
 func TestREADMEGoSnippet(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(readme), "## Embedding in Go")
-	_, rest, ok2 := strings.Cut(rest, "```go\n")
-	snippet, _, ok3 := strings.Cut(rest, "```")
-	if !ok || !ok2 || !ok3 {
-		t.Fatal("README has no Go block under \"Embedding in Go\"")
-	}
-	src, err := os.ReadFile("readme_example_test.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, body, _ := strings.Cut(string(src), "\t// README begin\n")
-	body, _, _ = strings.Cut(body, "\t// README end\n")
-	var want strings.Builder
-	for _, line := range strings.SplitAfter(body, "\n") {
-		want.WriteString(strings.TrimPrefix(line, "\t"))
-	}
-	if snippet != want.String() {
-		t.Fatalf("README's Go snippet differs from Example_readme:\n--- README\n%s--- example\n%s", snippet, want.String())
+	snippet := testenv.READMEBlock(t, "README.md", "## Embedding in Go", "go")
+	if want := testenv.ExampleBody(t, "readme_example_test.go"); snippet != want {
+		t.Fatalf("README's Go snippet differs from Example_readme:\n--- README\n%s--- example\n%s", snippet, want)
 	}
 }

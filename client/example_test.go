@@ -7,12 +7,12 @@ import (
 	"log"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/gopresence/presence"
 	"github.com/gopresence/presence/client"
+	"github.com/gopresence/presence/internal/testenv"
 	"github.com/gopresence/presence/phx"
 	"github.com/gopresence/presence/phx/presencechannel"
 )
@@ -83,28 +83,9 @@ func Example() {
 // TestREADMEClientSnippet checks that the README's "A Go client" snippet is
 // Example's code, with presenced's default address for the server's.
 func TestREADMEClientSnippet(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(readme), "## A Go client")
-	_, rest, ok2 := strings.Cut(rest, "```go\n")
-	snippet, _, ok3 := strings.Cut(rest, "```")
-	if !ok || !ok2 || !ok3 {
-		t.Fatal(`README has no Go block under "A Go client"`)
-	}
-	src, err := os.ReadFile("example_test.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, body, _ := strings.Cut(string(src), "\t// README begin\n")
-	body, _, _ = strings.Cut(body, "\t// README end\n")
-	var want strings.Builder
-	for _, line := range strings.SplitAfter(body, "\n") {
-		want.WriteString(strings.TrimPrefix(line, "\t"))
-	}
-	wantText := strings.Replace(want.String(), "client.Dial(ctx, endpoint,", `client.Dial(ctx, "ws://127.0.0.1:4000/socket",`, 1)
-	if snippet != wantText {
-		t.Fatalf("README's Go client snippet differs from Example:\n--- README\n%s--- example\n%s", snippet, wantText)
+	snippet := testenv.READMEBlock(t, "../README.md", "## A Go client", "go")
+	want := strings.Replace(testenv.ExampleBody(t, "example_test.go"), "client.Dial(ctx, endpoint,", `client.Dial(ctx, "ws://127.0.0.1:4000/socket",`, 1)
+	if snippet != want {
+		t.Fatalf("README's Go client snippet differs from Example:\n--- README\n%s--- example\n%s", snippet, want)
 	}
 }

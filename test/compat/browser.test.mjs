@@ -7,7 +7,7 @@
 import {test, before, after, afterEach} from "node:test"
 import assert from "node:assert/strict"
 import path from "node:path"
-import {chromium} from "playwright-core"
+import {launchChromium} from "./chromium.mjs"
 import {BASE, connect, closeAll, member, serverView, sleep, waitFor} from "./lib.mjs"
 
 const OUT = process.env.PRESENCE_COMPAT_OUT || path.resolve("out")
@@ -15,12 +15,7 @@ const UI_MS = 5000 // bound of every wait on the page
 
 let browser
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    timeout: 30000,
-  })
+  browser = await launchChromium()
 })
 after(async () => { await browser?.close() })
 afterEach(closeAll)

@@ -9,7 +9,7 @@ import {test, before, after} from "node:test"
 import assert from "node:assert/strict"
 import path from "node:path"
 import {createHmac} from "node:crypto"
-import {chromium} from "playwright-core"
+import {launchChromium} from "./chromium.mjs"
 import {BASE, serverView} from "./lib.mjs"
 
 const OUT = process.env.PRESENCE_COMPAT_OUT || path.resolve("out")
@@ -17,12 +17,7 @@ const UI_MS = 5000
 
 let browser
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    timeout: 30000,
-  })
+  browser = await launchChromium()
 })
 after(async () => { await browser?.close() })
 

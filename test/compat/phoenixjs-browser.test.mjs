@@ -20,7 +20,7 @@ import http from "node:http"
 import fs from "node:fs"
 import path from "node:path"
 import {fileURLToPath} from "node:url"
-import {chromium} from "playwright-core"
+import {launchChromium} from "./chromium.mjs"
 import {BASE, SOCKET_URL, serverView, sortMetas} from "./lib.mjs"
 
 const OUT = process.env.PRESENCE_COMPAT_OUT || path.resolve("out")
@@ -137,12 +137,7 @@ before(async () => {
   })
   await new Promise((resolve, reject) => { site.once("error", reject); site.listen(0, "127.0.0.1", resolve) })
   SITE = `http://127.0.0.1:${site.address().port}`
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    timeout: 30000,
-  })
+  browser = await launchChromium()
 })
 after(async () => {
   await browser?.close()

@@ -8,21 +8,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gopresence/presence/internal/testenv"
 )
 
 // readmeGoClient is the README's "A Go client" snippet as a program (its
 // imports and a main around it), pointed at s.
 func readmeGoClient(t *testing.T, s *server) string {
 	t.Helper()
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(readme), "## A Go client")
-	_, rest, ok2 := strings.Cut(rest, "```go\n")
-	code, _, ok3 := strings.Cut(rest, "```")
-	if !ok || !ok2 || !ok3 || !strings.Contains(code, "ws://127.0.0.1:4000/socket") {
-		t.Fatal("README has no Go client snippet for ws://127.0.0.1:4000/socket")
+	code := testenv.READMEBlock(t, filepath.Join("..", "..", "README.md"), "## A Go client", "go")
+	if !strings.Contains(code, "ws://127.0.0.1:4000/socket") {
+		t.Fatal("README's Go client is not for ws://127.0.0.1:4000/socket")
 	}
 	code = strings.ReplaceAll(code, "ws://127.0.0.1:4000", "ws://"+s.addr)
 	var b strings.Builder

@@ -10,19 +10,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gopresence/presence/internal/testenv"
 )
 
 // readmeQuickStart is the README's phoenix.js quick start, pointed at s.
 func readmeQuickStart(t *testing.T, s *server) string {
 	t.Helper()
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(readme), "## Quick start with phoenix.js")
-	_, rest, ok2 := strings.Cut(rest, "```js\n")
-	code, _, ok3 := strings.Cut(rest, "```")
-	if !ok || !ok2 || !ok3 || !strings.Contains(code, "ws://127.0.0.1:4000/socket") {
+	code := testenv.READMEBlock(t, filepath.Join("..", "..", "README.md"), "## Quick start with phoenix.js", "js")
+	if !strings.Contains(code, "ws://127.0.0.1:4000/socket") {
 		t.Fatal("README has no phoenix.js quick start for ws://127.0.0.1:4000/socket")
 	}
 	return strings.ReplaceAll(code, "ws://127.0.0.1:4000", "ws://"+s.addr)
