@@ -178,9 +178,10 @@ type topicSub struct {
 	modes  modeCounts
 
 	// mu orders the broadcasts against the gaps (leave.go).
-	mu     sync.Mutex
-	gaps   map[*gap]struct{}
-	recent []recentDiff
+	mu      sync.Mutex
+	gaps    map[*gap]struct{}
+	recent  []recentDiff
+	limited map[*phx.Socket]*limited
 	// the counts of the last diff, to send presence_count on a change
 	lastKeys, lastMetas int
 }
@@ -191,6 +192,7 @@ type member struct {
 	tracked bool // currently tracked in the topic
 	ever    bool // tracked at some point: untrack the owner at the end
 	mode    string
+	limited bool // full with max_keys (modes.go)
 	sub     *topicSub
 }
 
@@ -484,13 +486,13 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 		ch.log.Warn("presencechannel: join refused: topic not allowed by the token", "key", u.Key, "topic", s.Topic())
 		return nil, phx.Refuse(replyUnauthorized)
 	}
-	mode, ok := modeOf(p)
+	mode, maxKeys, ok := modeOf(p)
 	if !ok {
 		ch.log.Warn("presencechannel: join refused: invalid presence mode", "key", u.Key, "topic", s.Topic())
 		return nil, phx.Refuse(replyInvalidMode)
 	}
 	ignore(s, mode)
-	m := &member{user: u, mode: mode}
+	m := &member{user: u, mode: mode, limited: maxKeys > 0}
 	meta, track := metaOf(p)
 	if track {
 		if r := ch.metaRefusal(s.Topic(), u.Key, meta, true); r != nil {
@@ -532,12 +534,14 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 		cancel()
 	}
 	// Held by phx until the join reply is queued.
-	switch mode {
-	case ModeFull:
+	switch {
+	case m.limited:
+		ch.joinLimited(s, m.sub, maxKeys)
+	case mode == ModeFull:
 		if err := s.Push(EventState, ch.cfg.Presence.Snapshot(s.Topic())); err != nil {
 			ch.log.Error("presencechannel: presence_state push failed", "topic", s.Topic(), "err", err)
 		}
-	case ModeCount:
+	case mode == ModeCount:
 		keys, metas := ch.cfg.Presence.ViewCounts(s.Topic())
 		if err := s.Push(EventCount, countPayload{keys, metas}); err != nil {
 			ch.log.Error("presencechannel: presence_count push failed", "topic", s.Topic(), "err", err)
@@ -632,7 +636,11 @@ func (ch *Channel) HandleIn(ctx context.Context, s *phx.Socket, event string, p 
 func (ch *Channel) Terminate(s *phx.Socket, reason error) {
 	m, ok := s.State.(*member)
 	if ok && m.sub != nil {
-		m.sub.modes.add(m.mode, -1)
+		if m.limited {
+			m.sub.leaveLimited(s)
+		} else {
+			m.sub.modes.add(m.mode, -1)
+		}
 	}
 	if ok && m.mode == ModeFull && stays(reason) {
 		arm := ch.startGap(m.user, s.Server(), s.Topic()) // see leave.go

@@ -3,6 +3,7 @@ package presencechannel
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,10 @@ import (
 //   - count: no list and no diffs, but presence_count {"keys": K,
 //     "metas": M} after the join and whenever the counts change
 //     (coalesced as the diffs are);
-//   - none: no presence traffic at all (the member may still be tracked).
+//   - none: no presence traffic at all (the member may still be tracked);
+//   - full with "max_keys": K: full while the topic has at most K keys,
+//     count above; when the topic shrinks back to K it gets a fresh
+//     presence_state, then diffs again.
 //
 // Each kind of member ignores the other kind's event (phx.Socket.Ignore),
 // so that a broadcast is still encoded once for all.
@@ -33,30 +37,112 @@ const (
 
 var replyInvalidMode = map[string]string{"reason": "invalid presence mode"}
 
-// modeOf reads the join payload's "presence" option; ok is false when it
-// is not an object with a known mode.
-func modeOf(p phx.Payload) (mode string, ok bool) {
+// modeOf reads the join payload's "presence" option: the mode, and for
+// full its max_keys (0: none); ok is false when it is not an object with a
+// known mode and a positive max_keys (only with full).
+func modeOf(p phx.Payload) (mode string, maxKeys int, ok bool) {
 	if p.IsBinary || !bytes.Contains(bytes.ToLower(p.JSON), []byte(`"presence"`)) {
-		return ModeFull, true
+		return ModeFull, 0, true
 	}
 	var in struct {
 		Presence *struct {
-			Mode string `json:"mode"`
+			Mode    string `json:"mode"`
+			MaxKeys *int   `json:"max_keys"`
 		} `json:"presence"`
 	}
 	if json.Unmarshal(p.JSON, &in) != nil {
-		return "", false
+		return "", 0, false
 	}
 	if in.Presence == nil {
-		return ModeFull, true
+		return ModeFull, 0, true
 	}
-	switch in.Presence.Mode {
+	switch mk := in.Presence.MaxKeys; in.Presence.Mode {
 	case "", ModeFull:
-		return ModeFull, true
+		if mk == nil {
+			return ModeFull, 0, true
+		}
+		if *mk <= 0 {
+			return "", 0, false
+		}
+		return ModeFull, *mk, true
 	case ModeCount, ModeNone:
-		return in.Presence.Mode, true
+		return in.Presence.Mode, 0, mk == nil
 	}
-	return "", false
+	return "", 0, false
+}
+
+// limited is a member with max_keys: counting while the topic is larger.
+// Under ts.mu.
+type limited struct {
+	maxKeys  int
+	counting bool
+}
+
+// joinLimited registers a max_keys member and sends it, under ts.mu (so
+// that no switch of broadcastDiff comes between), the state or the counts
+// the topic's size calls for.
+func (ch *Channel) joinLimited(s *phx.Socket, ts *topicSub, maxKeys int) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	keys, metas := ch.cfg.Presence.ViewCounts(s.Topic())
+	l := &limited{maxKeys: maxKeys, counting: keys > maxKeys}
+	if ts.limited == nil {
+		ts.limited = map[*phx.Socket]*limited{}
+	}
+	ts.limited[s] = l
+	if l.counting {
+		s.Ignore(EventDiff)
+		ts.modes.count.Add(1)
+		ts.modes.full.Add(-1) // counted as full from its acquire on
+		ch.push(s, EventCount, countPayload{keys, metas})
+		return
+	}
+	ch.push(s, EventState, ch.cfg.Presence.Snapshot(s.Topic()))
+}
+
+// leaveLimited drops a max_keys member, with its count.
+func (ts *topicSub) leaveLimited(s *phx.Socket) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	l := ts.limited[s]
+	if l == nil {
+		return
+	}
+	delete(ts.limited, s)
+	if l.counting {
+		ts.modes.count.Add(-1)
+	} else {
+		ts.modes.full.Add(-1)
+	}
+}
+
+// switchLimited moves the max_keys members across their limit at d; ts.mu
+// is held. Called before d is broadcast for the members d takes over their
+// limit (they get its counts, not d), after it for those it brings back
+// (they get the state as d left it, then the diffs after d).
+func (ch *Channel) switchLimited(topic string, ts *topicSub, d presence.Diff, up bool) {
+	for s, l := range ts.limited {
+		switch over := d.Keys > l.maxKeys; {
+		case up && over && !l.counting:
+			l.counting = true
+			s.Ignore(EventDiff)
+			ts.modes.full.Add(-1)
+			ts.modes.count.Add(1)
+			ch.push(s, EventCount, countPayload{d.Keys, d.Metas})
+		case !up && !over && l.counting:
+			l.counting = false
+			s.Ignore(EventCount)
+			ts.modes.count.Add(-1)
+			ts.modes.full.Add(1)
+			ch.push(s, EventState, ch.cfg.Presence.Snapshot(topic))
+		}
+	}
+}
+
+func (ch *Channel) push(s *phx.Socket, event string, payload any) {
+	if err := s.Push(event, payload); err != nil && !errors.Is(err, phx.ErrClosed) {
+		ch.log.Error("presencechannel: push failed", "topic", s.Topic(), "event", event, "err", err)
+	}
 }
 
 // ignore sets what a member of mode does not receive.
@@ -105,6 +191,9 @@ func (ch *Channel) broadcastDiff(srv *phx.Server, topic string, ts *topicSub, d 
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	ts.record(d, time.Now())
+	if len(ts.limited) > 0 {
+		ch.switchLimited(topic, ts, d, true)
+	}
 	if ts.modes.full.Load() > 0 {
 		if err := srv.Broadcast(topic, EventDiff, d); err != nil {
 			ch.log.Error("presencechannel: presence_diff broadcast failed", "topic", topic, "err", err)
@@ -118,5 +207,8 @@ func (ch *Channel) broadcastDiff(srv *phx.Server, topic string, ts *topicSub, d 
 		if err := srv.Broadcast(topic, EventCount, countPayload{d.Keys, d.Metas}); err != nil {
 			ch.log.Error("presencechannel: presence_count broadcast failed", "topic", topic, "err", err)
 		}
+	}
+	if len(ts.limited) > 0 {
+		ch.switchLimited(topic, ts, d, false)
 	}
 }

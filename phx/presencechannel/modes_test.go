@@ -102,3 +102,50 @@ func TestPresenceCountFollowsEveryChange(t *testing.T) {
 		t.Fatalf("after the last leave: %s", got)
 	}
 }
+
+// With max_keys a member gets the list while the topic is small, counts
+// once it grows past the limit (no diffs), and a fresh presence_state
+// (then diffs) when it shrinks back; a bad max_keys is refused.
+func TestPresenceMaxKeys(t *testing.T) {
+	st := newStackCfg(t, presencechannel.Config{})
+	if got := st.user(t, "bad").call(`["1","1","room:l","phx_join",{"presence":{"max_keys":0}}]`); got != replyErr("invalid presence mode") {
+		t.Fatalf("max_keys 0: %s", got)
+	}
+	a := st.user(t, "a")
+	a.join("1", "room:l", `{"meta":{}}`)
+	w := st.user(t, "w")
+	if got := w.call(`["1","1","room:l","phx_join",{"presence":{"max_keys":2}}]`); got != replyOK {
+		t.Fatalf("join: %s", got)
+	}
+	if f, _ := w.recvEvent("presence_state"); !strings.Contains(payloadJSON(f), `"a"`) {
+		t.Fatalf("state under the limit: %v", f)
+	}
+	b := st.user(t, "b")
+	b.join("1", "room:l", `{"meta":{}}`)
+	if f, _ := w.recvEvent("presence_diff"); !strings.Contains(payloadJSON(f), `"joins":{"b"`) {
+		t.Fatalf("diff at the limit: %v", f)
+	}
+	c := st.user(t, "c")
+	c.join("1", "room:l", `{"meta":{}}`)
+	if got := nextCount(t, w); got != `{"keys":3,"metas":3}` {
+		t.Fatalf("over the limit: %s", got)
+	}
+	c.ws.Close()
+	// Back at the limit: a fresh state with a and b, and diffs again.
+	for {
+		f := w.recv()
+		if f[3] == "presence_diff" {
+			t.Fatalf("a diff while over the limit: %v", f)
+		}
+		if f[3] == "presence_state" {
+			if p := payloadJSON(f); !strings.Contains(p, `"a"`) || !strings.Contains(p, `"b"`) || strings.Contains(p, `"c"`) {
+				t.Fatalf("state back under the limit: %s", p)
+			}
+			break
+		}
+	}
+	b.ws.Close()
+	if f, _ := w.recvEvent("presence_diff"); !strings.Contains(payloadJSON(f), `"leaves":{"b"`) {
+		t.Fatalf("diff after the return: %v", f)
+	}
+}
