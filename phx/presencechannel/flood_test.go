@@ -99,7 +99,13 @@ func flood(t *testing.T, frame func(i int) string, tracked bool) {
 		}
 		sent++
 	}
+	// The refusals come back behind what the server still has to read
+	// and write: wait for the first one (bounded), as a loaded machine
+	// may take more than a moment.
 	time.Sleep(200 * time.Millisecond)
+	for wait := time.Now().Add(5 * time.Second); refused.Load() == 0 && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	close(stop)
 	p := <-peak
 	for i, m := range members {
