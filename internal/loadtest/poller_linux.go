@@ -98,10 +98,11 @@ func (w *worker) startReading(c *client) error {
 		return err
 	}
 	p := w.pollers[c.idx%len(w.pollers)]
+	pending := len(pe.pend) > 0 // read before the poller may touch pe
 	p.mu.Lock()
 	p.subs[int32(fd)] = pe
 	p.mu.Unlock()
-	if len(pe.pend) > 0 {
+	if pending {
 		// Parsed by the poller on its next event; frames complete in pend
 		// would otherwise wait for more input, so parse them now, under
 		// the poller's lock (the poller has not seen this fd yet).
