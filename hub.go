@@ -72,14 +72,17 @@ func viewIndex(vs []viewMeta, m json.RawMessage) int {
 	return slices.IndexFunc(vs, func(x viewMeta) bool { return bytes.Equal(x.meta, m) })
 }
 
-// newHub builds a topic's hub from the tracker's listing at seq.
-func newHub(topic string, ps []tracker.Presence, seq uint64) *topicHub {
-	h := &topicHub{topic: topic, seq: seq, view: map[string][]viewMeta{}, pending: map[string]*keyChange{}}
+func newHub(topic string) *topicHub {
+	return &topicHub{topic: topic, view: map[string][]viewMeta{}, pending: map[string]*keyChange{}}
+}
+
+// fill starts the view from the tracker's listing at seq; h.mu is held.
+func (h *topicHub) fill(ps []tracker.Presence, seq uint64) {
+	h.seq = seq
 	for _, x := range ps {
 		h.view[x.Key] = append(h.view[x.Key], viewMeta{x.Owner, x.Meta})
 		h.metas++
 	}
-	return h
 }
 
 // add merges a tracker diff into pending; h.mu is held. Joins come first:

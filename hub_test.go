@@ -154,7 +154,8 @@ func TestHubMembersStayExact(t *testing.T) {
 			listing = append(listing, tracker.Presence{Owner: e.owner, Key: e.key, Meta: e.meta})
 		}
 		slices.SortFunc(listing, func(a, b tracker.Presence) int { return cmpStr(a.Owner, b.Owner) })
-		h := newHub("t", listing, seq)
+		h := newHub("t")
+		h.fill(listing, seq)
 		for _, d := range early {
 			h.add(d) // already in the listing
 		}

@@ -398,15 +398,22 @@ func (p *Presence) Subscribe(topic string, fn func(Diff)) (cancel func()) {
 		p.mu.Lock()
 		h := p.hubs[topic]
 		if h == nil {
-			ps, seq := p.tr.ListAt(topic)
-			h = newHub(topic, ps, seq)
+			// Installed locked, and filled after p.mu is released: the
+			// listing takes the shard's lock, which must not hold up every
+			// topic's diffs. A diff of the topic meanwhile waits for h.mu
+			// and is skipped if the listing holds it.
+			h = newHub(topic)
+			h.mu.Lock()
 			p.hubs[topic] = h
-		}
-		p.mu.Unlock()
-		h.mu.Lock()
-		if h.dead { // its last subscriber just left: make a new one
-			h.mu.Unlock()
-			continue
+			p.mu.Unlock()
+			h.fill(p.tr.ListAt(topic))
+		} else {
+			p.mu.Unlock()
+			h.mu.Lock()
+			if h.dead { // its last subscriber just left: make a new one
+				h.mu.Unlock()
+				continue
+			}
 		}
 		h.subs = append(h.subs, s)
 		h.mu.Unlock()

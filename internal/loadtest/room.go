@@ -682,12 +682,7 @@ func (w *worker) roomResult() *RoomResult {
 				res.Refused++
 			}
 		}
-		for k, n := range c.reasons {
-			if res.Reasons == nil {
-				res.Reasons = map[string]int{}
-			}
-			res.Reasons[k] += n
-		}
+		addCounts(&res.Reasons, c.reasons)
 		res.JoinLat = append(res.JoinLat, c.joinLat...)
 		at, readAt := int64(0), int64(0)
 		if r.complete {

@@ -244,12 +244,7 @@ func summarizeRoom(r *RoomReport, results []*WorkerResult) {
 		r.Refused += x.Refused
 		r.Unanswered += x.Unanswered
 		r.SendErrors += x.SendErrs
-		for k, n := range x.Reasons {
-			if r.RefuseReasons == nil {
-				r.RefuseReasons = map[string]int{}
-			}
-			r.RefuseReasons[k] += n
-		}
+		addCounts(&r.RefuseReasons, x.Reasons)
 		lastSend = max(lastSend, x.LastSend)
 		lastReply = max(lastReply, x.LastReply)
 		lat = append(lat, x.JoinLat...)

@@ -860,12 +860,7 @@ func summarizeJoins(r *JoinsReport, results []*WorkerResult, o *Options) {
 		r.Errors += w.JoinsErr
 		r.Unanswered += w.Unanswered
 		r.Leaves += w.LeavesSent
-		for k, v := range w.ErrReasons {
-			if r.ErrReasons == nil {
-				r.ErrReasons = map[string]int{}
-			}
-			r.ErrReasons[k] += v
-		}
+		addCounts(&r.ErrReasons, w.ErrReasons)
 		lat = append(lat, w.JoinLat...)
 		for i, at := range w.JoinSentAt {
 			l := w.JoinLat[i]

@@ -59,3 +59,14 @@ func KiB(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
 
 // MiB formats bytes as MiB with one decimal.
 func MiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// addCounts adds src's counts (reasons of refusals and errors) to *dst,
+// making it on first use.
+func addCounts(dst *map[string]int, src map[string]int) {
+	for k, n := range src {
+		if *dst == nil {
+			*dst = map[string]int{}
+		}
+		(*dst)[k] += n
+	}
+}

@@ -718,12 +718,7 @@ func (w *worker) result() *WorkerResult {
 		r.JoinsOK += c.ok
 		r.JoinsErr += c.bad
 		r.Unanswered += len(c.pending)
-		for k, v := range c.reasons {
-			if r.ErrReasons == nil {
-				r.ErrReasons = map[string]int{}
-			}
-			r.ErrReasons[k] += v
-		}
+		addCounts(&r.ErrReasons, c.reasons)
 		r.JoinSentAt = append(r.JoinSentAt, c.joinSentAt...)
 		r.JoinLat = append(r.JoinLat, c.joinLat...)
 		r.LastReplyAt = max(r.LastReplyAt, c.lastReply)

@@ -538,14 +538,10 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 	case m.limited:
 		ch.joinLimited(s, m.sub, maxKeys)
 	case mode == ModeFull:
-		if err := s.Push(EventState, ch.cfg.Presence.Snapshot(s.Topic())); err != nil {
-			ch.log.Error("presencechannel: presence_state push failed", "topic", s.Topic(), "err", err)
-		}
+		ch.push(s, EventState, ch.cfg.Presence.Snapshot(s.Topic()))
 	case mode == ModeCount:
 		keys, metas := ch.cfg.Presence.ViewCounts(s.Topic())
-		if err := s.Push(EventCount, countPayload{keys, metas}); err != nil {
-			ch.log.Error("presencechannel: presence_count push failed", "topic", s.Topic(), "err", err)
-		}
+		ch.push(s, EventCount, countPayload{keys, metas})
 	}
 	return nil, nil
 }

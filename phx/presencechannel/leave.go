@@ -164,9 +164,7 @@ func (ch *Channel) pushGap(u *User, s *phx.Socket) {
 	g.ts.mu.Lock()
 	delete(g.ts.gaps, g)
 	for _, d := range g.diffs {
-		if err := s.Push(EventDiff, d); err != nil {
-			ch.log.Error("presencechannel: presence_diff push failed", "topic", topic, "err", err)
-		}
+		ch.push(s, EventDiff, d)
 	}
 	over := g.over
 	g.ts.mu.Unlock()

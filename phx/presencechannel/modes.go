@@ -41,7 +41,7 @@ var replyInvalidMode = map[string]string{"reason": "invalid presence mode"}
 // full its max_keys (0: none); ok is false when it is not an object with a
 // known mode and a positive max_keys (only with full).
 func modeOf(p phx.Payload) (mode string, maxKeys int, ok bool) {
-	if p.IsBinary || !bytes.Contains(bytes.ToLower(p.JSON), []byte(`"presence"`)) {
+	if p.IsBinary || !mentionsPresence(p.JSON) {
 		return ModeFull, 0, true
 	}
 	var in struct {
@@ -69,6 +69,24 @@ func modeOf(p phx.Payload) (mode string, maxKeys int, ok bool) {
 		return in.Presence.Mode, 0, mk == nil
 	}
 	return "", 0, false
+}
+
+// mentionsPresence reports whether b holds the string "presence" in any
+// case (as encoding/json matches a member), without copying b: every join
+// passes here, and almost none has the option.
+func mentionsPresence(b []byte) bool {
+	const want = `presence"`
+	for i := bytes.IndexByte(b, '"'); i >= 0 && i+len(want) < len(b); {
+		if bytes.EqualFold(b[i+1:i+1+len(want)], []byte(want)) {
+			return true
+		}
+		j := bytes.IndexByte(b[i+1:], '"')
+		if j < 0 {
+			return false
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 // limited is a member with max_keys: counting while the topic is larger.
