@@ -422,3 +422,43 @@ func TestCloseNoLeak(t *testing.T) {
 	s.srv.Close()
 	time.Sleep(50 * time.Millisecond) // let the event goroutine finish
 }
+
+func TestCloseWhileCallbackRuns(t *testing.T) {
+	// Close from another goroutine while a callback runs does not wait for
+	// that callback (it cannot tell it from a callback calling Close); the
+	// event goroutine ends once the callback returns.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	s := newFakeServer(t)
+	sock, err := client.Dial(ctx(t), s.url(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := sock.Channel("room:1", nil)
+	if _, err := ch.Join(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	returned := make(chan struct{})
+	ch.On("block", func(json.RawMessage) {
+		close(entered)
+		<-release
+		close(returned)
+	})
+	s.broadcast("room:1", "block", `{}`)
+	<-entered
+	closed := make(chan error, 1)
+	go func() { closed <- sock.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for a running callback")
+	}
+	close(release)
+	<-returned
+	s.dropAll()
+	s.srv.Close()
+	// goleak.VerifyNone retries until the event goroutine has ended.
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gopresence/presence/internal/goid"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -573,8 +572,9 @@ func (s *Socket) IsConnected() bool {
 
 // Close closes the connection (code 1000) and stops reconnecting; every
 // channel is closed and waiting calls return ErrClosed. It waits for the
-// Socket's goroutines, except when called from a callback, where it does
-// not wait for the event goroutine. Idempotent.
+// Socket's goroutines, except for the event goroutine while a callback is
+// running (the callback may be the one calling Close): that goroutine then
+// ends once the callbacks already queued have run. Idempotent.
 func (s *Socket) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -595,12 +595,12 @@ func (s *Socket) Close() error {
 
 // eventQueue runs callbacks one at a time on its own goroutine.
 type eventQueue struct {
-	mu     sync.Mutex
-	q      []func()
-	wake   chan struct{}
-	closed bool
-	done   chan struct{}
-	gid    atomic.Int64 // id of the loop goroutine
+	mu      sync.Mutex
+	q       []func()
+	wake    chan struct{}
+	closed  bool
+	running bool // a batch of callbacks is running
+	done    chan struct{}
 }
 
 func newEventQueue() *eventQueue {
@@ -636,28 +636,39 @@ func (e *eventQueue) close() {
 
 func (e *eventQueue) loop() {
 	defer close(e.done)
-	e.gid.Store(goid.Get())
+	e.mu.Lock()
 	for {
-		e.mu.Lock()
 		batch, closed := e.q, e.closed
 		e.q = nil
+		if len(batch) == 0 {
+			e.mu.Unlock()
+			if closed {
+				return
+			}
+			<-e.wake
+			e.mu.Lock()
+			continue
+		}
+		e.running = true
 		e.mu.Unlock()
 		for _, f := range batch {
 			f()
 		}
-		if closed && len(batch) == 0 {
-			return
-		}
-		if len(batch) == 0 {
-			<-e.wake
-		}
+		e.mu.Lock()
+		e.running = false
 	}
 }
 
-// wait waits for the loop to finish unless called from a callback.
+// wait waits for the loop to finish, unless a callback is running: that
+// callback may be the caller (Close from a callback), and a goroutine
+// cannot tell whether it is the loop's without reading goroutine ids.
+// When none is running the caller is not the loop, so waiting is safe.
+// close must have been called.
 func (e *eventQueue) wait() {
-	if e.gid.Load() == goid.Get() {
-		return
+	e.mu.Lock()
+	running := e.running
+	e.mu.Unlock()
+	if !running {
+		<-e.done
 	}
-	<-e.done
 }

@@ -1,5 +1,5 @@
 // Package pubsub defines the Bus that carries replication traffic between
-// Presence nodes, and the local dispatch shared by its adapters.
+// Presence nodes.
 //
 // A Bus only moves opaque byte slices between named nodes; it knows nothing
 // of presences. The tracker uses it for heartbeats (Broadcast), transfer
@@ -27,19 +27,29 @@ type Message struct {
 	Data []byte
 }
 
-// Handler receives messages for a subscription. It is called from a
-// goroutine owned by the Bus, never concurrently for one subscription, and
-// must not block (decode, hand off without blocking, return). Messages
-// published by one node to one topic reach a given subscriber in the order
-// they were published (FIFO per sender node and receiver); there is no
-// other ordering guarantee and delivery may fail silently (network loss),
-// which the tracker repairs with heartbeats and transfers.
+// Handler receives messages for a subscription.
+//
+// Handlers must not block: every handler of a Bus is called from the bus's
+// own delivery goroutine, one call at a time, so a handler that waits
+// stalls every delivery of that Bus (the bus's queue in front of the
+// goroutine then fills up and drops). Decode, hand off without blocking (a
+// select with a default case into your own bounded queue), return. The Bus
+// keeps no queue per subscription, because a handler that keeps this
+// contract makes one unnecessary (as memberlist's NotifyMsg does).
+//
+// A handler may call back into its Bus: publish, Subscribe, Unsubscribe and
+// Close, which do not wait for the call under way. Messages published by
+// one node to one topic reach a given subscriber in the order they were
+// published (FIFO per sender node and receiver); there is no other
+// ordering guarantee and delivery may fail silently (network loss), which
+// the tracker repairs with heartbeats and transfers.
 type Handler func(Message)
 
 // Subscription is a live registration made by Subscribe.
 type Subscription interface {
 	// Unsubscribe stops deliveries; after it returns the handler is not
-	// called again. Idempotent.
+	// called again. It does not wait for a call under way, which may be the
+	// one calling Unsubscribe. Idempotent.
 	Unsubscribe() error
 }
 
@@ -60,7 +70,9 @@ type Bus interface {
 	// named node (which may be this one). An unknown node is not an error:
 	// nothing is delivered.
 	DirectBroadcast(ctx context.Context, node, topic string, data []byte) error
-	// Close releases the bus; subscriptions stop. Idempotent.
+	// Close releases the bus; subscriptions stop: after it returns no
+	// handler is called again. It does not wait for a handler call under
+	// way, which may be the one calling Close. Idempotent.
 	Close() error
 }
 

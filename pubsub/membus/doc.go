@@ -2,21 +2,23 @@
 // Presence node, and a whole simulated cluster for tests.
 //
 // A Network connects the nodes that Join it; New is a shortcut for a
-// network of one node. Every message is delivered by the publisher's
-// goroutine straight into the queue of each receiving subscription (see
-// below), so a Broadcast is visible to every reachable node as soon as it
-// returns, and messages from one node to one topic keep their order at
-// every receiver.
+// network of one node. Every message is put by the publisher's goroutine
+// straight into the queue of each receiving node (see below), so a
+// Broadcast is visible to every reachable node as soon as it returns, and
+// messages from one node keep their order at every receiver.
 //
 // # Delivery
 //
-// Each subscription has its own delivery goroutine and a bounded FIFO
-// queue (Config.MaxPending, default 65536 messages). Publishing never waits
-// for a handler and never calls one: a message that finds a subscription's
-// queue full is dropped for that subscription and counted (Bus.Dropped).
-// Handlers run with no lock of the bus held, so they may call back into the
-// bus. The data passed to Broadcast is copied once per call, so the caller
-// may reuse its buffer when the call returns.
+// Each node (Bus) has one delivery goroutine and one bounded FIFO queue in
+// front of it (Config.MaxPending, default 65536 messages); that goroutine
+// alone calls the node's handlers, one at a time, in queue order, as the
+// pubsub.Handler contract says. Publishing never waits for a handler and
+// never calls one: a message that finds a node's queue full is dropped for
+// that node and counted (Bus.Dropped). A handler that blocks therefore
+// delays every delivery of its own node and of no other. Handlers run with
+// no lock of the bus held, so they may call back into the bus (publish,
+// Subscribe, Unsubscribe, Close). The data passed to Broadcast is copied
+// once per call, so the caller may reuse its buffer when the call returns.
 //
 // # Fault injection
 //

@@ -22,13 +22,14 @@ var ErrEmptyName = errors.New("membus: empty node name")
 
 // Config configures a Network. The zero value is ready to use.
 type Config struct {
-	// MaxPending bounds the queue of each subscription. Zero means
-	// 65536 messages; a negative value means unbounded. A larger bound
-	// absorbs longer stalls of a handler at the cost of memory; a message
-	// that finds the queue full is dropped and counted.
+	// MaxPending bounds the queue of each node: the messages delivered to
+	// it that its delivery goroutine has not handed to the handlers yet.
+	// Zero means 65536 messages; a negative value means unbounded. A larger
+	// bound absorbs longer stalls of a handler at the cost of memory; a
+	// message that finds the queue full is dropped and counted.
 	MaxPending int
 
-	// Logger receives warnings (a subscription that starts dropping).
+	// Logger receives warnings (a node's queue that starts dropping).
 	// Nil means discard.
 	Logger *slog.Logger
 }
@@ -86,12 +87,16 @@ func (n *Network) Join(name string) (*Bus, error) {
 
 // join adds a node; n.mu must be held.
 func (n *Network) join(name string) *Bus {
-	b := &Bus{net: n, name: name}
-	b.reg = dispatch.New(dispatch.Config{
-		MaxPending: n.cfg.MaxPending,
-		Logger:     n.cfg.Logger,
-	})
+	b := &Bus{
+		net:   n,
+		name:  name,
+		reg:   dispatch.New(dispatch.Config{}),
+		queue: dispatch.NewQueue(n.cfg.MaxPending, n.cfg.Logger),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
 	n.nodes[name] = b
+	go b.deliver()
 	return b
 }
 
@@ -188,9 +193,9 @@ func (n *Network) route(from *Bus, direct bool, only string, m pubsub.Message, e
 			continue
 		}
 		if b == from {
-			b.reg.Dispatch(m, except)
+			b.queue.Push(m, except)
 		} else {
-			b.reg.Dispatch(m, nil)
+			b.queue.Push(m, nil)
 		}
 	}
 	return nil
@@ -199,14 +204,31 @@ func (n *Network) route(from *Bus, direct bool, only string, m pubsub.Message, e
 // Bus is one node of a Network. It implements pubsub.Bus and is safe for
 // concurrent use.
 type Bus struct {
-	net  *Network
-	name string
-	reg  *dispatch.Registry
+	net   *Network
+	name  string
+	reg   *dispatch.Registry
+	queue *dispatch.Queue // what the network delivered to this node
+	stop  chan struct{}   // closed by Close
+	done  chan struct{}   // closed when deliver has returned
 
 	closeOnce sync.Once
 }
 
 var _ pubsub.Bus = (*Bus)(nil)
+
+// deliver is the node's delivery goroutine: the only caller of its
+// handlers.
+func (b *Bus) deliver() {
+	defer close(b.done)
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-b.queue.Ready():
+			b.queue.Deliver(b.reg)
+		}
+	}
+}
 
 // NodeName returns the node's name.
 func (b *Bus) NodeName() string { return b.name }
@@ -249,14 +271,17 @@ func (b *Bus) message(topic string, data []byte) pubsub.Message {
 	return pubsub.Message{Topic: topic, From: b.name, Data: slices.Clone(data)}
 }
 
-// Dropped returns how many messages this node's subscriptions dropped
-// because their queue was full.
-func (b *Bus) Dropped() uint64 { return b.reg.Dropped() }
+// Dropped returns how many messages to this node were dropped because its
+// queue was full.
+func (b *Bus) Dropped() uint64 { return b.queue.Dropped() }
 
 // Close removes the node from its network (its name becomes free) and
-// stops its subscriptions, waiting for their handlers to return (except a
-// handler that is calling Close). Later calls return pubsub.ErrClosed from
-// every method but NodeName, Close and Unsubscribe. Idempotent.
+// stops its subscriptions: once it returns, no handler call begins and
+// what is still queued is dropped. It waits for the delivery goroutine to
+// end, except when a handler is running (it may be the one calling Close;
+// the goroutine then ends when that handler returns). Later calls return
+// pubsub.ErrClosed from every method but NodeName, Close and Unsubscribe.
+// Idempotent.
 func (b *Bus) Close() error {
 	b.closeOnce.Do(func() {
 		b.net.mu.Lock()
@@ -264,7 +289,12 @@ func (b *Bus) Close() error {
 			delete(b.net.nodes, b.name)
 		}
 		b.net.mu.Unlock()
-		b.reg.Close()
+		running := b.reg.Close()
+		b.queue.Close()
+		close(b.stop)
+		if !running {
+			<-b.done
+		}
 	})
 	return nil
 }

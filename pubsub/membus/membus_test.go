@@ -3,10 +3,14 @@ package membus_test
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/gopresence/presence/pubsub"
 	"github.com/gopresence/presence/pubsub/membus"
@@ -291,33 +295,146 @@ func TestCloseFromHandler(t *testing.T) {
 	}
 }
 
-func TestUnsubscribeWaitsForRunningHandler(t *testing.T) {
+func TestCloseWhileHandlerRunsEndsGoroutine(t *testing.T) {
+	// Close from another goroutine does not wait for a running handler;
+	// the delivery goroutine ends as soon as that handler returns, and
+	// what was queued behind it is never delivered.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	b := membus.New("n")
-	defer b.Close()
 	entered := make(chan struct{})
 	release := make(chan struct{})
-	var running atomic.Bool
-	s, _ := b.Subscribe("t", func(pubsub.Message) {
-		running.Store(true)
-		close(entered)
-		<-release
-		running.Store(false)
+	var calls atomic.Int32
+	b.Subscribe("t", func(pubsub.Message) {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
 	})
 	b.Broadcast(context.Background(), "t", nil)
+	b.Broadcast(context.Background(), "t", nil)
 	<-entered
-	unsubscribed := make(chan struct{})
-	go func() {
-		s.Unsubscribe()
-		close(unsubscribed)
-	}()
+	closed := make(chan struct{})
+	go func() { b.Close(); close(closed) }()
 	select {
-	case <-unsubscribed:
-		t.Fatal("Unsubscribe returned while the handler was running")
-	case <-time.After(50 * time.Millisecond):
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for the running handler")
 	}
 	close(release)
-	<-unsubscribed
-	if running.Load() {
-		t.Fatal("handler still running after Unsubscribe returned")
+	// goleak.VerifyNone retries until the delivery goroutine has ended.
+	t.Cleanup(func() {
+		if n := calls.Load(); n != 1 {
+			t.Errorf("handler called %d times, want 1", n)
+		}
+	})
+}
+
+func TestCloseWaitsForIdleGoroutine(t *testing.T) {
+	// With no handler running, the delivery goroutine has ended when Close
+	// returns (no retry: the check runs once).
+	base := runtime.NumGoroutine()
+	b := membus.New("n")
+	b.Subscribe("t", func(pubsub.Message) {})
+	b.Close()
+	if n := runtime.NumGoroutine(); n > base {
+		t.Fatalf("%d goroutines after Close, %d before New", n, base)
 	}
 }
+
+func TestOneQueuePerNode(t *testing.T) {
+	// A node's handlers are called by one goroutine in the order the
+	// messages reached the node, across topics and subscriptions, so a
+	// receiver sees one sender's messages to different topics in the order
+	// they were sent.
+	net := membus.NewNetwork()
+	a, _ := net.Join("a")
+	b, _ := net.Join("b")
+	defer a.Close()
+	defer b.Close()
+	var mu sync.Mutex
+	var got []string
+	var active atomic.Int32
+	record := func(name string) pubsub.Handler {
+		return func(m pubsub.Message) {
+			if active.Add(1) != 1 {
+				t.Errorf("two handlers of node b running at once")
+			}
+			mu.Lock()
+			got = append(got, name+":"+string(m.Data))
+			mu.Unlock()
+			active.Add(-1)
+		}
+	}
+	b.Subscribe("x", record("x1"))
+	b.Subscribe("y", record("y"))
+	b.Subscribe("x", record("x2"))
+	c := newCounter()
+	b.Subscribe("done", c.handle)
+	var want []string
+	ctx := context.Background()
+	for i := range 500 {
+		d := strconv.Itoa(i)
+		switch i % 3 {
+		case 0:
+			a.Broadcast(ctx, "x", []byte(d))
+			want = append(want, "x1:"+d, "x2:"+d)
+		case 1:
+			a.DirectBroadcast(ctx, "b", "y", []byte(d))
+			want = append(want, "y:"+d)
+		case 2:
+			a.Broadcast(ctx, "y", []byte(d))
+			want = append(want, "y:"+d)
+		}
+	}
+	a.DirectBroadcast(ctx, "b", "done", nil)
+	c.wait(t, 1)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != len(want) {
+		t.Fatalf("got %d calls, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("call %d: %s, want %s", i, got[i], want[i])
+		}
+	}
+}
+
+func TestSlowNodeDoesNotDelayOthers(t *testing.T) {
+	// A node whose handler is stuck fills and drops its own queue only:
+	// the other nodes of the network keep receiving everything.
+	net := membus.NewNetworkConfig(membus.Config{MaxPending: 5})
+	a, _ := net.Join("a")
+	slowNode, _ := net.Join("slow")
+	defer a.Close()
+	defer slowNode.Close()
+	release := make(chan struct{})
+	defer close(release) // runs before Close
+	entered := make(chan struct{}, 1)
+	slowNode.Subscribe("t", func(pubsub.Message) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+	})
+	c := newCounter()
+	a.Subscribe("t", c.handle)
+	ctx := context.Background()
+	a.Broadcast(ctx, "t", nil)
+	<-entered
+	c.wait(t, 1)
+	for i := range 49 {
+		a.Broadcast(ctx, "t", nil)
+		c.wait(t, i+2) // a delivers each one while slow is stuck
+	}
+	if got := a.Dropped(); got != 0 {
+		t.Errorf("a.Dropped() = %d, want 0", got)
+	}
+	// 1 in the handler, 5 queued, 44 dropped.
+	if got := slowNode.Dropped(); got != 44 {
+		t.Errorf("slow.Dropped() = %d, want 44", got)
+	}
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -23,15 +23,18 @@
 //
 // # Delivery and order
 //
-// Local subscribers of the publishing node are served directly, without a
-// round trip through NATS (and the bus's own messages coming back from NATS
-// are ignored). All NATS subscriptions of a Bus feed one Go channel read by
-// one goroutine, in the order nats.go reads them from its connection, so
-// messages from one node to one topic keep their order at every receiver,
-// broadcasts and direct broadcasts together. That goroutine only queues
-// messages for the subscriptions' delivery goroutines (see package
-// membus for the queue semantics, which are the same); a full receive
-// channel makes nats.go drop messages and report a slow consumer (logged).
+// Local subscribers of the publishing node are served without a round trip
+// through NATS, through a bounded local queue (Config.MaxPending; the bus's
+// own messages coming back from NATS are ignored). All NATS subscriptions
+// of a Bus feed one Go channel (Config.ReceiveBuffer), in the order nats.go
+// reads them from its connection, so messages from one node to one topic
+// keep their order at every receiver, broadcasts and direct broadcasts
+// together. One delivery goroutine reads that channel and the local queue
+// and calls the handlers itself, one at a time, as the pubsub.Handler
+// contract says: a message from another node passes nats.go's reader
+// goroutine, the channel and the delivery goroutine, and nothing else on
+// this side. A handler that blocks stalls the Bus; a full receive channel
+// makes nats.go drop messages and report a slow consumer (logged).
 //
 // # Failures
 //

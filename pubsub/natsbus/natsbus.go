@@ -61,13 +61,17 @@ type Config struct {
 	// tokens) but no empty token, white space or wildcard.
 	Namespace string
 
-	// MaxPending bounds the queue of each local subscription (see package
-	// membus). Zero means 65536 messages; negative means unbounded.
+	// MaxPending bounds the queue of the messages this node sends to
+	// itself (Broadcast, DirectBroadcast to its own name) that the delivery
+	// goroutine has not handed to the handlers yet; when it is full they
+	// are dropped and counted (Bus.Dropped). Zero means 65536 messages;
+	// negative means unbounded.
 	MaxPending int
 
 	// ReceiveBuffer is the capacity of the channel between nats.go and the
-	// Bus's dispatch goroutine. When it is full nats.go drops messages and
-	// reports a slow consumer. Default 65536.
+	// Bus's delivery goroutine, the one queue that messages from other
+	// nodes pass on this side of NATS. When it is full nats.go drops
+	// messages and reports a slow consumer (logged). Default 65536.
 	ReceiveBuffer int
 
 	// Logger receives connection events and drops. Nil means discard.
@@ -81,6 +85,7 @@ type Bus struct {
 	ownConn bool
 	log     *slog.Logger
 	reg     *dispatch.Registry
+	local   *dispatch.Queue // messages to this node's own subscribers
 	dialer  *ctxDialer
 
 	bPrefix string // "<ns>.b."
@@ -135,11 +140,8 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 		subs:    make(map[string][2]*nats.Subscription),
 	}
 	b.self = b.nPrefix + escapeToken(cfg.NodeName) + "."
-	b.reg = dispatch.New(dispatch.Config{
-		MaxPending: cfg.MaxPending,
-		OnTopic:    b.onTopic,
-		Logger:     log,
-	})
+	b.reg = dispatch.New(dispatch.Config{OnTopic: b.onTopic})
+	b.local = dispatch.NewQueue(cfg.MaxPending, log)
 	if cfg.Conn != nil {
 		b.nc = cfg.Conn
 	} else {
@@ -309,8 +311,9 @@ func (b *Bus) onTopic(topic string, first bool) error {
 	return nil
 }
 
-// receive is the dispatch goroutine: it decodes what nats.go delivers and
-// queues it for the local subscriptions.
+// receive is the delivery goroutine, the only caller of the handlers: it
+// decodes what nats.go delivers and what this node sent itself, and hands
+// it to the local subscriptions.
 func (b *Bus) receive() {
 	defer close(b.done)
 	for {
@@ -319,6 +322,8 @@ func (b *Bus) receive() {
 			return
 		case m := <-b.in:
 			b.handle(m)
+		case <-b.local.Ready():
+			b.local.Deliver(b.reg)
 		}
 	}
 }
@@ -348,7 +353,7 @@ func (b *Bus) handle(m *nats.Msg) {
 	if from == b.name {
 		return // our own broadcast, already delivered locally
 	}
-	b.reg.Dispatch(pubsub.Message{Topic: topic, From: from, Data: data}, nil)
+	b.reg.Deliver(pubsub.Message{Topic: topic, From: from, Data: data}, nil)
 }
 
 // NodeName returns the node's name.
@@ -394,7 +399,7 @@ func (b *Bus) BroadcastFrom(ctx context.Context, from pubsub.Subscription, topic
 	env := b.envelope(data)
 	err := b.publish(b.bPrefix+escapeToken(topic), env)
 	except, _ := from.(*dispatch.Sub)
-	b.reg.Dispatch(pubsub.Message{Topic: topic, From: b.name, Data: env[len(env)-len(data):]}, except)
+	b.local.Push(pubsub.Message{Topic: topic, From: b.name, Data: env[len(env)-len(data):]}, except)
 	return err
 }
 
@@ -409,7 +414,7 @@ func (b *Bus) DirectBroadcast(ctx context.Context, node, topic string, data []by
 		return err
 	}
 	if node == b.name {
-		b.reg.Dispatch(pubsub.Message{Topic: topic, From: b.name, Data: clone(data)}, nil)
+		b.local.Push(pubsub.Message{Topic: topic, From: b.name, Data: clone(data)}, nil)
 		return nil
 	}
 	return b.publish(b.nPrefix+escapeToken(node)+"."+escapeToken(topic), b.envelope(data))
@@ -440,22 +445,30 @@ func (b *Bus) publish(subject string, body []byte) error {
 // could not be decoded (another envelope version, or garbage).
 func (b *Bus) Malformed() uint64 { return b.malformed.Load() }
 
-// Dropped returns how many messages local subscriptions dropped because
-// their queue was full.
-func (b *Bus) Dropped() uint64 { return b.reg.Dropped() }
+// Dropped returns how many messages this node sent itself were dropped
+// because its local queue was full (see Config.MaxPending). Messages from
+// other nodes that find the receive channel full are dropped by nats.go,
+// which reports a slow consumer.
+func (b *Bus) Dropped() uint64 { return b.local.Dropped() }
 
 // Conn returns the NATS connection the Bus uses.
 func (b *Bus) Conn() *nats.Conn { return b.nc }
 
-// Close unsubscribes, stops the local subscriptions (waiting for their
-// handlers, except one calling Close) and, when the Bus dialed the
-// connection itself, flushes (at most 1 s) and closes it. Idempotent.
+// Close unsubscribes and stops the local subscriptions: once it returns,
+// no handler call begins. It waits for the delivery goroutine to end,
+// except when a handler is running (it may be the one calling Close; the
+// goroutine then ends when that handler returns). When the Bus dialed the
+// connection itself, Close then flushes it (at most 1 s) and closes it.
+// Idempotent.
 func (b *Bus) Close() error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
-		b.reg.Close()
+		running := b.reg.Close()
+		b.local.Close()
 		close(b.stop)
-		<-b.done
+		if !running {
+			<-b.done
+		}
 		if b.idSub != nil {
 			_ = b.idSub.Unsubscribe()
 		}

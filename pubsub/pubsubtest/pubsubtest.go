@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,11 +51,16 @@ func Run(t *testing.T, newCluster func(t *testing.T, names []string) []pubsub.Bu
 		{"DirectBroadcastUnknownNode", testDirectUnknown},
 		{"Unsubscribe", testUnsubscribe},
 		{"UnsubscribeInHandler", testUnsubscribeInHandler},
+		{"UnsubscribeWhileHandlerRuns", testUnsubscribeWhileRunning},
 		{"HandlerMayPublish", testHandlerPublishes},
+		{"HandlersOneAtATime", testOneAtATime},
+		{"SlowHandlerDelaysOnlyItsBus", testSlowHandler},
 		{"TwoSubscriptionsOneTopic", testTwoSubs},
 		{"FIFOPerSender", testFIFO},
 		{"FIFOAcrossBroadcastAndDirect", testFIFOMixed},
 		{"Close", testClose},
+		{"CloseWhileHandlerRuns", testCloseWhileRunning},
+		{"CloseFromHandler", testCloseFromHandler},
 		{"ConcurrentPublishers", testConcurrent},
 	}
 	for _, c := range cases {
@@ -710,4 +717,249 @@ func testConcurrent(t *testing.T, nc NewCluster) {
 		t.Errorf("concurrent call: %v", err)
 	}
 	expectCounts(t, recs, []int{total, total, total})
+}
+
+// blocker is a handler that blocks in its first call with a message under
+// test (synchronisation messages pass) until released, and counts those
+// calls.
+type blocker struct {
+	entered chan struct{} // closed when the first call blocks
+	release chan struct{}
+	once    sync.Once
+	calls   atomic.Int32
+}
+
+// newBlocker returns a blocker that is released, at the latest, when the
+// test ends (before the buses are closed, if they were built before it).
+func newBlocker(t *testing.T) *blocker {
+	b := &blocker{entered: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(b.unblock)
+	return b
+}
+
+func (b *blocker) handle(m pubsub.Message) {
+	if bytes.HasPrefix(m.Data, syncPrefix) {
+		return
+	}
+	if b.calls.Add(1) == 1 {
+		close(b.entered)
+		<-b.release
+	}
+}
+
+func (b *blocker) unblock() { b.once.Do(func() { close(b.release) }) }
+
+func (b *blocker) waitEntered(t *testing.T) {
+	t.Helper()
+	select {
+	case <-b.entered:
+	case <-time.After(waitTimeout):
+		t.Fatalf("the blocking handler was not called within %v", waitTimeout)
+	}
+}
+
+// returnsSoon fails the test unless f returns within waitTimeout.
+func returnsSoon(t *testing.T, what string, f func() error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("%s did not return while a handler was running (it must not wait for it)", what)
+	}
+}
+
+func testUnsubscribeWhileRunning(t *testing.T, nc NewCluster) {
+	buses := cluster(t, nc, 2)
+	const topic = "unsub-while-running"
+	blk := newBlocker(t)
+	sub, err := buses[1].Subscribe(topic, blk.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	witness, _ := subscribe(t, buses[1], topic)
+	settle(t, buses, topic, witness)
+	for i := range 3 {
+		if err := buses[0].Broadcast(ctx(t), topic, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blk.waitEntered(t)
+	returnsSoon(t, "Unsubscribe from another goroutine", sub.Unsubscribe)
+	blk.unblock()
+	checkSequence(t, "witness", witness.waitN(t, 3), 3)
+	time.Sleep(quiet)
+	if n := blk.calls.Load(); n != 1 {
+		t.Errorf("unsubscribed handler called %d times, want 1 (the call under way)", n)
+	}
+}
+
+func testOneAtATime(t *testing.T, nc NewCluster) {
+	buses := cluster(t, nc, 3)
+	const n = 200
+	topics := []string{"one-a", "one-a", "one-b"}
+	recs := map[string][]*recorder{}
+	overlaps := make([]atomic.Int32, len(buses))
+	for i, b := range buses {
+		var active atomic.Int32
+		for _, topic := range topics {
+			r := newRecorder(b.NodeName())
+			if _, err := b.Subscribe(topic, func(m pubsub.Message) {
+				if active.Add(1) != 1 {
+					overlaps[i].Add(1)
+				}
+				runtime.Gosched() // give an overlapping call its chance
+				r.handle(m)
+				active.Add(-1)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			recs[topic] = append(recs[topic], r)
+		}
+	}
+	for topic, rs := range recs {
+		settle(t, buses, topic, rs...)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*len(buses))
+	for _, b := range buses {
+		wg.Go(func() {
+			for i := range n {
+				data := []byte(strconv.Itoa(i))
+				if err := b.Broadcast(context.Background(), "one-a", data); err != nil {
+					errs <- err
+					return
+				}
+				if err := b.Broadcast(context.Background(), "one-b", data); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("Broadcast: %v", err)
+	}
+	for _, rs := range recs {
+		for _, r := range rs {
+			msgs := r.waitN(t, len(buses)*n)
+			for _, b := range buses {
+				var from []pubsub.Message
+				for _, m := range msgs {
+					if m.From == b.NodeName() {
+						from = append(from, m)
+					}
+				}
+				checkSequence(t, "subscriber on "+r.node+" from "+b.NodeName(), from, n)
+			}
+		}
+	}
+	for i, b := range buses {
+		if o := overlaps[i].Load(); o != 0 {
+			t.Errorf("on %q: %d handler calls began while another handler of the bus was running", b.NodeName(), o)
+		}
+	}
+}
+
+func testSlowHandler(t *testing.T, nc NewCluster) {
+	buses := cluster(t, nc, 3)
+	blk := newBlocker(t)
+	if _, err := buses[1].Subscribe("slow", blk.handle); err != nil {
+		t.Fatal(err)
+	}
+	witness, _ := subscribe(t, buses[1], "slow")
+	settle(t, buses, "slow", witness)
+	recs := subscribeAll(t, buses, "fast")
+	if err := buses[0].Broadcast(ctx(t), "slow", []byte("block")); err != nil {
+		t.Fatal(err)
+	}
+	blk.waitEntered(t)
+	if err := buses[2].Broadcast(ctx(t), "fast", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// The other buses deliver while the handler of buses[1] is stuck...
+	checkMsg(t, recs[0].waitN(t, 1)[0], "fast", buses[2].NodeName(), "x")
+	checkMsg(t, recs[2].waitN(t, 1)[0], "fast", buses[2].NodeName(), "x")
+	// ...and buses[1] calls none of its handlers until it returns.
+	time.Sleep(quiet)
+	if got := recs[1].messages(); len(got) != 0 {
+		t.Errorf("a handler of %q was called while another handler of that bus was running: %q", buses[1].NodeName(), got)
+	}
+	blk.unblock()
+	checkMsg(t, recs[1].waitN(t, 1)[0], "fast", buses[2].NodeName(), "x")
+	checkMsg(t, witness.waitN(t, 1)[0], "slow", buses[0].NodeName(), "block")
+}
+
+func testCloseWhileRunning(t *testing.T, nc NewCluster) {
+	buses := cluster(t, nc, 2)
+	const topic = "close-while-running"
+	blk := newBlocker(t)
+	if _, err := buses[1].Subscribe(topic, blk.handle); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := subscribe(t, buses[1], topic) // called after blk for each message
+	settle(t, buses, topic, after)
+	for i := range 3 {
+		if err := buses[0].Broadcast(ctx(t), topic, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blk.waitEntered(t)
+	returnsSoon(t, "Close from another goroutine", buses[1].Close)
+	blk.unblock()
+	time.Sleep(quiet)
+	if n := blk.calls.Load(); n != 1 {
+		t.Errorf("handler called %d times, want 1 (the call under way when Close was called)", n)
+	}
+	if got := after.messages(); len(got) != 0 {
+		t.Errorf("a handler was called after Close returned: %q", got)
+	}
+	if err := buses[1].Broadcast(ctx(t), topic, []byte("x")); !errors.Is(err, pubsub.ErrClosed) {
+		t.Errorf("Broadcast after Close: %v, want pubsub.ErrClosed", err)
+	}
+}
+
+func testCloseFromHandler(t *testing.T, nc NewCluster) {
+	buses := cluster(t, nc, 2)
+	const topic = "close-from-handler"
+	closed := make(chan error, 1)
+	var once sync.Once
+	if _, err := buses[1].Subscribe(topic, func(m pubsub.Message) {
+		if !bytes.HasPrefix(m.Data, syncPrefix) {
+			once.Do(func() { closed <- buses[1].Close() })
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := subscribe(t, buses[1], topic)
+	other, _ := subscribe(t, buses[0], topic)
+	settle(t, buses, topic, after, other)
+	if err := buses[0].Broadcast(ctx(t), topic, []byte("close")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close from a handler: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("Close called from a handler did not return (deadlock?)")
+	}
+	if err := buses[0].Broadcast(ctx(t), topic, []byte("more")); err != nil {
+		t.Fatal(err)
+	}
+	other.waitN(t, 2)
+	time.Sleep(quiet)
+	if got := after.messages(); len(got) != 0 {
+		t.Errorf("a handler was called after Close returned: %q", got)
+	}
+	if err := buses[1].Broadcast(ctx(t), topic, []byte("x")); !errors.Is(err, pubsub.ErrClosed) {
+		t.Errorf("Broadcast after Close: %v, want pubsub.ErrClosed", err)
+	}
 }

@@ -24,12 +24,15 @@
 //
 // # Order and delivery
 //
-// Both channels are read on one Redis connection by one goroutine, so
-// messages from one node reach a subscriber in the order that node
-// published them (go-redis publishes one command at a time per call;
-// concurrent calls of one node are not ordered among themselves). Local
-// subscribers are served directly; their queues behave as in package
-// membus.
+// Both channels are read on one Redis connection by go-redis's reader
+// goroutine, which feeds one Go channel (Config.ReceiveBuffer), so messages
+// from one node reach a subscriber in the order that node published them
+// (go-redis publishes one command at a time per call; concurrent calls of
+// one node are not ordered among themselves). One delivery goroutine reads
+// that channel and a bounded queue of what this node sends itself
+// (Config.MaxPending; local subscribers are served without a round trip
+// through Redis) and calls the handlers itself, one at a time, as the
+// pubsub.Handler contract says. A handler that blocks stalls the Bus.
 //
 // # Failures
 //

@@ -48,13 +48,20 @@ type Config struct {
 	// so that several clusters can share one Redis. Default "presence".
 	Namespace string
 
-	// MaxPending bounds the queue of each local subscription (see package
-	// membus). Zero means 65536 messages; negative means unbounded.
+	// MaxPending bounds the queue of the messages this node sends to
+	// itself (Broadcast, DirectBroadcast to its own name) that the delivery
+	// goroutine has not handed to the handlers yet; when it is full they
+	// are dropped and counted (Bus.Dropped). Zero means 65536 messages;
+	// negative means unbounded.
 	MaxPending int
 
 	// ReceiveBuffer is the capacity of the channel between go-redis's
-	// reader and the Bus's dispatch goroutine. The dispatch goroutine never
-	// blocks, so this only absorbs scheduling hiccups. Default 4096.
+	// reader and the Bus's delivery goroutine, the one queue that messages
+	// from other nodes pass on this side of Redis. Handlers never block,
+	// so it absorbs bursts and scheduling hiccups; when it is full go-redis
+	// stops reading (Redis buffers meanwhile), and drops a message it
+	// could not hand over within a minute (logged by go-redis).
+	// Default 4096.
 	ReceiveBuffer int
 
 	// HealthCheckInterval is how long the subscriber connection may stay
@@ -75,6 +82,7 @@ type Bus struct {
 	ps        *redis.PubSub
 	log       *slog.Logger
 	reg       *dispatch.Registry
+	local     *dispatch.Queue // messages to this node's own subscribers
 
 	bChan string // "<ns>:b"
 	nChan string // "<ns>:n:" — append a node name
@@ -153,7 +161,8 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 		}
 		return nil, fmt.Errorf("%w: %q", ErrNameTaken, cfg.NodeName)
 	}
-	b.reg = dispatch.New(dispatch.Config{MaxPending: cfg.MaxPending, Logger: log})
+	b.reg = dispatch.New(dispatch.Config{})
+	b.local = dispatch.NewQueue(cfg.MaxPending, log)
 
 	b.ps = b.client.Subscribe(ctx, b.bChan, b.nChan+b.name)
 	for confirmed := 0; confirmed < 2; {
@@ -182,16 +191,26 @@ func (b *Bus) abort() {
 	b.reg.Close()
 }
 
-// receive is the dispatch goroutine. It ends when go-redis closes ch
-// (after PubSub.Close).
+// receive is the delivery goroutine, the only caller of the handlers: it
+// decodes what go-redis reads and what this node sent itself, and hands it
+// to the local subscriptions. It ends when go-redis closes ch (after
+// PubSub.Close).
 func (b *Bus) receive(ch <-chan any) {
 	defer close(b.done)
-	for m := range ch {
-		switch m := m.(type) {
-		case *redis.Message:
-			b.handle(m.Channel, []byte(m.Payload))
-		case *redis.Subscription:
-			b.log.Info("redisbus: re-subscribed after reconnect", "channel", m.Channel, "kind", m.Kind)
+	for {
+		select {
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			switch m := m.(type) {
+			case *redis.Message:
+				b.handle(m.Channel, []byte(m.Payload))
+			case *redis.Subscription:
+				b.log.Info("redisbus: re-subscribed after reconnect", "channel", m.Channel, "kind", m.Kind)
+			}
+		case <-b.local.Ready():
+			b.local.Deliver(b.reg)
 		}
 	}
 }
@@ -206,7 +225,7 @@ func (b *Bus) handle(channel string, body []byte) {
 	if e.from == b.name && e.mode == modeBroadcast {
 		return // served locally when it was sent
 	}
-	b.reg.Dispatch(pubsub.Message{Topic: e.topic, From: e.from, Data: e.data}, nil)
+	b.reg.Deliver(pubsub.Message{Topic: e.topic, From: e.from, Data: e.data}, nil)
 }
 
 // NodeName returns the node's name.
@@ -244,7 +263,7 @@ func (b *Bus) BroadcastFrom(ctx context.Context, from pubsub.Subscription, topic
 	env := b.envelope(modeBroadcast, topic, data)
 	err := b.publish(ctx, b.bChan, env)
 	except, _ := from.(*dispatch.Sub)
-	b.reg.Dispatch(pubsub.Message{Topic: topic, From: b.name, Data: env[len(env)-len(data):]}, except)
+	b.local.Push(pubsub.Message{Topic: topic, From: b.name, Data: env[len(env)-len(data):]}, except)
 	return err
 }
 
@@ -260,7 +279,7 @@ func (b *Bus) DirectBroadcast(ctx context.Context, node, topic string, data []by
 	}
 	env := b.envelope(modeDirect, topic, data)
 	if node == b.name {
-		b.reg.Dispatch(pubsub.Message{Topic: topic, From: b.name, Data: env[len(env)-len(data):]}, nil)
+		b.local.Push(pubsub.Message{Topic: topic, From: b.name, Data: env[len(env)-len(data):]}, nil)
 		return nil
 	}
 	return b.publish(ctx, b.nChan+node, env)
@@ -284,19 +303,24 @@ func (b *Bus) publish(ctx context.Context, channel string, body []byte) error {
 // could not be decoded.
 func (b *Bus) Malformed() uint64 { return b.malformed.Load() }
 
-// Dropped returns how many messages local subscriptions dropped because
-// their queue was full.
-func (b *Bus) Dropped() uint64 { return b.reg.Dropped() }
+// Dropped returns how many messages this node sent itself were dropped
+// because its local queue was full (see Config.MaxPending).
+func (b *Bus) Dropped() uint64 { return b.local.Dropped() }
 
-// Close unsubscribes, stops the local subscriptions (waiting for their
-// handlers, except one calling Close) and closes the client if the Bus
-// created it. Idempotent.
+// Close unsubscribes and stops the local subscriptions: once it returns,
+// no handler call begins. It waits for the delivery goroutine to end,
+// except when a handler is running (it may be the one calling Close; the
+// goroutine then ends when that handler returns). Then it closes the
+// client if the Bus created it. Idempotent.
 func (b *Bus) Close() error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
-		b.reg.Close()
+		running := b.reg.Close()
+		b.local.Close()
 		_ = b.ps.Close()
-		<-b.done
+		if !running {
+			<-b.done
+		}
 		if b.ownClient {
 			_ = b.client.Close()
 		}

@@ -1,23 +1,26 @@
-// Package dispatch is the local subscription registry shared by the Bus
-// adapters of package pubsub (membus, natsbus, redisbus).
+// Package dispatch is the local side shared by the Bus adapters of package
+// pubsub (membus, natsbus, redisbus): the registry of a node's
+// subscriptions, and the queue that feeds the node's delivery goroutine.
 //
-// A Registry maps topics to subscriptions. Each Sub owns one delivery
-// goroutine and a bounded FIFO queue: Dispatch only appends to the queues of
-// the matching subscriptions (it never calls a handler and never blocks on
-// one), and each delivery goroutine calls its handler with no lock of the
-// registry held. A queue that is full drops the new message and counts it;
-// the tracker repairs such loss with heartbeats and transfers.
+// Every Bus owns exactly one delivery goroutine, and only that goroutine
+// calls handlers (Registry.Deliver), one message and one handler at a
+// time. Handlers must not block (pubsub.Handler), so a second layer of
+// per-subscription queues and goroutines would only repeat the "never
+// block" job the handlers already do, at the price of a goroutine hop per
+// message and a queue per subscription. A handler that breaks the contract
+// stalls its own bus; the bounded queue in front of the delivery goroutine
+// (Queue, or the adapter's receive channel) then drops and counts, which
+// the tracker repairs with heartbeats and transfers.
 //
-// Why bounded: an unbounded queue turns one stuck handler into unbounded
-// memory growth of the whole node; a bound turns it into counted loss,
-// which Presence already tolerates (any Bus may lose messages). The default
-// bound (DefaultMaxPending) is large enough that a handler which honours
-// the pubsub.Handler contract (never block) does not lose messages in
-// bursts.
+// Nothing waits for a handler call under way: Unsubscribe and Close may be
+// called from a handler (on the delivery goroutine), and a goroutine cannot
+// tell, without its id, whether the call it would wait for is its own.
+// Both only guarantee that no new call begins once they return; Close
+// reports whether a call was under way, so that the adapter waits for its
+// delivery goroutine only when the caller cannot be that goroutine.
 package dispatch
 
 import (
-	"github.com/gopresence/presence/internal/goid"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -25,18 +28,12 @@ import (
 	"github.com/gopresence/presence/pubsub"
 )
 
-// DefaultMaxPending is the per-subscription queue bound used when
-// Config.MaxPending is zero.
+// DefaultMaxPending is the Queue bound used when the adapter's MaxPending
+// is zero.
 const DefaultMaxPending = 65536
 
 // Config configures a Registry.
 type Config struct {
-	// MaxPending bounds the messages queued for one subscription (not yet
-	// handed to its handler). A message that finds the queue full is
-	// dropped and counted (see Registry.Dropped). Zero means
-	// DefaultMaxPending; a negative value means unbounded.
-	MaxPending int
-
 	// OnTopic, if set, is called when topic gains its first subscription
 	// (first == true) or loses its last one (first == false). It is called
 	// with the registry's write lock held, so it must not call back into
@@ -44,82 +41,66 @@ type Config struct {
 	// fails the Subscribe that triggered it. Adapters use it to add and
 	// remove per-topic network subscriptions.
 	OnTopic func(topic string, first bool) error
-
-	// Logger receives a warning when a subscription starts dropping. Nil
-	// means discard.
-	Logger *slog.Logger
 }
 
 // Registry holds the local subscriptions of one node. The zero value is not
 // usable; call New.
 type Registry struct {
-	cfg     Config
-	log     *slog.Logger
-	dropped atomic.Uint64
+	cfg Config
 
 	mu     sync.RWMutex
-	closed bool
-	topics map[string][]*Sub // copy-on-write slices: Dispatch iterates without copying
+	topics map[string][]*Sub // copy-on-write slices: Deliver iterates without copying
+
+	// state guards the decision to call a handler, so that Unsubscribe and
+	// Close, once they return, are sure that no new call begins.
+	state   sync.Mutex
+	closed  bool
+	calling bool // the delivery goroutine is inside a handler
 }
 
 // New returns an empty Registry.
 func New(cfg Config) *Registry {
-	if cfg.MaxPending == 0 {
-		cfg.MaxPending = DefaultMaxPending
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Registry{cfg: cfg, log: log, topics: make(map[string][]*Sub)}
+	return &Registry{cfg: cfg, topics: make(map[string][]*Sub)}
 }
 
 // Sub is one subscription. It implements pubsub.Subscription.
 type Sub struct {
-	reg   *Registry
-	topic string
-	h     pubsub.Handler
-	done  chan struct{} // closed when the delivery goroutine has returned
-
-	mu       sync.Mutex
-	cond     sync.Cond // signalled on enqueue, on stop and when a call ends
-	queue    []pubsub.Message
-	head     int
-	stopped  bool
-	calling  bool  // the handler is running
-	gid      int64 // id of the delivery goroutine, for re-entrant Unsubscribe/Close
-	dropping bool  // the queue was full at the last enqueue (for logging)
+	reg     *Registry
+	topic   string
+	h       pubsub.Handler
+	stopped bool // guarded by reg.state
 }
 
 var _ pubsub.Subscription = (*Sub)(nil)
 
-// Subscribe registers h for topic and starts its delivery goroutine. It
-// fails with pubsub.ErrClosed after Close, or with the error of
-// Config.OnTopic.
+// Subscribe registers h for topic. It fails with pubsub.ErrClosed after
+// Close, or with the error of Config.OnTopic.
 func (r *Registry) Subscribe(topic string, h pubsub.Handler) (*Sub, error) {
 	if h == nil {
 		panic("pubsub: nil Handler")
 	}
-	s := &Sub{reg: r, topic: topic, h: h, done: make(chan struct{})}
-	s.cond.L = &s.mu
+	s := &Sub{reg: r, topic: topic, h: h}
 	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
+	defer r.mu.Unlock()
+	if r.isClosed() {
 		return nil, pubsub.ErrClosed
 	}
 	old := r.topics[topic]
 	if len(old) == 0 && r.cfg.OnTopic != nil {
 		if err := r.cfg.OnTopic(topic, true); err != nil {
-			r.mu.Unlock()
 			return nil, err
 		}
 	}
 	subs := make([]*Sub, len(old), len(old)+1)
 	copy(subs, old)
 	r.topics[topic] = append(subs, s)
-	r.mu.Unlock()
-	go s.run()
 	return s, nil
+}
+
+func (r *Registry) isClosed() bool {
+	r.state.Lock()
+	defer r.state.Unlock()
+	return r.closed
 }
 
 // HasSubscribers reports whether topic has at least one subscription.
@@ -140,99 +121,95 @@ func (r *Registry) Topics() []string {
 	return out
 }
 
-// Dispatch queues m for every subscription of m.Topic except except (nil
-// excludes nothing). It never blocks on a handler. m.Data is shared by all
-// receivers; the caller must not modify it afterwards. It returns the
-// number of subscriptions the message was queued for.
-func (r *Registry) Dispatch(m pubsub.Message, except *Sub) int {
+// Deliver calls the handler of every subscription of m.Topic except except
+// (nil excludes nothing), in the order they subscribed, with no lock held.
+// Only the bus's delivery goroutine may call it: handlers are promised to
+// be called one at a time. m.Data is shared by all receivers.
+func (r *Registry) Deliver(m pubsub.Message, except *Sub) {
 	r.mu.RLock()
 	subs := r.topics[m.Topic]
 	r.mu.RUnlock()
-	n := 0
 	for _, s := range subs {
-		if s != except && s.enqueue(m) {
-			n++
+		if s == except || !r.begin(s) {
+			continue
 		}
+		s.h(m)
+		r.state.Lock()
+		r.calling = false
+		r.state.Unlock()
 	}
-	return n
 }
 
-// Dropped returns how many messages were dropped because a subscription's
-// queue was full.
-func (r *Registry) Dropped() uint64 { return r.dropped.Load() }
+// begin decides whether s's handler is called now; true marks the call as
+// under way.
+func (r *Registry) begin(s *Sub) bool {
+	r.state.Lock()
+	defer r.state.Unlock()
+	if r.closed || s.stopped {
+		return false
+	}
+	r.calling = true
+	return true
+}
 
-// Close stops every subscription and waits for their delivery goroutines,
-// except the one calling Close (Close may be called from a handler). Later
-// Subscribe calls fail with pubsub.ErrClosed. Only the first call waits;
-// later calls return at once.
-func (r *Registry) Close() {
+// Closed reports whether Close was called. The delivery goroutine checks
+// it between messages so that it stops promptly.
+func (r *Registry) Closed() bool { return r.isClosed() }
+
+// Close stops every subscription: once it returns, no handler call begins.
+// Later Subscribe calls fail with pubsub.ErrClosed. It reports whether a
+// handler was running at that moment (on the delivery goroutine, possibly
+// the caller itself); the adapter waits for its delivery goroutine only
+// when none was, since only then the caller cannot be that goroutine.
+// Later calls return false.
+func (r *Registry) Close() (handlerRunning bool) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.state.Lock()
 	if r.closed {
-		r.mu.Unlock()
-		return
+		r.state.Unlock()
+		return false
 	}
 	r.closed = true
-	var all []*Sub
-	for t, subs := range r.topics {
-		all = append(all, subs...)
-		if r.cfg.OnTopic != nil {
+	running := r.calling
+	r.state.Unlock()
+	if r.cfg.OnTopic != nil {
+		for t := range r.topics {
 			_ = r.cfg.OnTopic(t, false)
 		}
 	}
 	r.topics = make(map[string][]*Sub)
-	r.mu.Unlock()
-	var self int64 = -1
-	for _, s := range all {
-		s.stop()
-	}
-	for _, s := range all {
-		s.mu.Lock()
-		gid := s.gid
-		s.mu.Unlock()
-		if gid != 0 {
-			if self == -1 {
-				self = goid.Get()
-			}
-			if gid == self {
-				continue
-			}
-		}
-		<-s.done
-	}
+	return running
 }
 
 // Topic returns the subscription's topic.
 func (s *Sub) Topic() string { return s.topic }
 
-// Unsubscribe removes the subscription. When it returns, the handler is
-// not running (unless Unsubscribe was called from the handler itself) and
-// will not be called again. Idempotent; always returns nil.
+// Unsubscribe removes the subscription: once it returns, the handler is
+// not called again. A call under way is not waited for (it may be the one
+// calling Unsubscribe). Idempotent; always returns nil.
 func (s *Sub) Unsubscribe() error {
 	r := s.reg
+	r.state.Lock()
+	s.stopped = true
+	r.state.Unlock()
 	r.mu.Lock()
-	if subs := r.topics[s.topic]; len(subs) > 0 {
-		if i := indexOf(subs, s); i >= 0 {
-			if len(subs) == 1 {
-				delete(r.topics, s.topic)
-				if r.cfg.OnTopic != nil && !r.closed {
-					_ = r.cfg.OnTopic(s.topic, false)
-				}
-			} else {
-				ns := make([]*Sub, 0, len(subs)-1)
-				ns = append(ns, subs[:i]...)
-				r.topics[s.topic] = append(ns, subs[i+1:]...)
-			}
-		}
+	defer r.mu.Unlock()
+	subs := r.topics[s.topic]
+	i := indexOf(subs, s)
+	if i < 0 {
+		return nil
 	}
-	r.mu.Unlock()
-	s.stop()
-	s.mu.Lock()
-	if s.calling && s.gid != goid.Get() {
-		for s.calling {
-			s.cond.Wait()
+	if len(subs) == 1 {
+		delete(r.topics, s.topic)
+		if r.cfg.OnTopic != nil {
+			_ = r.cfg.OnTopic(s.topic, false)
 		}
+		return nil
 	}
-	s.mu.Unlock()
+	ns := make([]*Sub, 0, len(subs)-1)
+	ns = append(ns, subs[:i]...)
+	r.topics[s.topic] = append(ns, subs[i+1:]...)
 	return nil
 }
 
@@ -245,75 +222,118 @@ func indexOf(subs []*Sub, s *Sub) int {
 	return -1
 }
 
-func (s *Sub) stop() {
-	s.mu.Lock()
-	if !s.stopped {
-		s.stopped = true
-		clear(s.queue)
-		s.queue, s.head = nil, 0
-		s.cond.Broadcast()
-	}
-	s.mu.Unlock()
+// Queue is the bounded FIFO in front of a bus's delivery goroutine: a
+// publisher appends without ever waiting for a handler, and the delivery
+// goroutine takes the messages out in order (Deliver). A message that
+// finds the queue full is dropped and counted: an unbounded queue would
+// turn a handler that breaks the never-block contract into unbounded
+// memory growth of the whole node, a bound turns it into counted loss,
+// which Presence already tolerates (any Bus may lose messages).
+type Queue struct {
+	max     int
+	log     *slog.Logger
+	dropped atomic.Uint64
+	ready   chan struct{} // a token when the queue became non-empty
+
+	mu       sync.Mutex
+	items    []item
+	head     int
+	closed   bool
+	dropping bool // the queue was full at the last Push (for logging)
 }
 
-func (s *Sub) enqueue(m pubsub.Message) bool {
-	s.mu.Lock()
-	if s.stopped {
-		s.mu.Unlock()
+type item struct {
+	m      pubsub.Message
+	except *Sub
+}
+
+// NewQueue returns an empty Queue that holds at most max messages (zero
+// means DefaultMaxPending, a negative value unbounded). log receives a
+// warning when the queue starts dropping; nil means discard.
+func NewQueue(max int, log *slog.Logger) *Queue {
+	if max == 0 {
+		max = DefaultMaxPending
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Queue{max: max, log: log, ready: make(chan struct{}, 1)}
+}
+
+// Push appends m, to be delivered to every subscription of m.Topic but
+// except. It never blocks; it reports false when the queue is closed or
+// full (the message is dropped, and counted when full). m.Data is shared
+// by all receivers; the caller must not modify it afterwards.
+func (q *Queue) Push(m pubsub.Message, except *Sub) bool {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
 		return false
 	}
-	if max := s.reg.cfg.MaxPending; max > 0 && len(s.queue)-s.head >= max {
-		first := !s.dropping
-		s.dropping = true
-		s.mu.Unlock()
-		s.reg.dropped.Add(1)
+	if q.max > 0 && len(q.items)-q.head >= q.max {
+		first := !q.dropping
+		q.dropping = true
+		q.mu.Unlock()
+		q.dropped.Add(1)
 		if first {
-			s.reg.log.Warn("pubsub: subscription queue full, dropping messages",
-				"topic", s.topic, "max_pending", max)
+			q.log.Warn("pubsub: delivery queue full, dropping messages", "topic", m.Topic, "max_pending", q.max)
 		}
 		return false
 	}
-	s.dropping = false
-	if s.head > 0 && len(s.queue) == cap(s.queue) && s.head >= len(s.queue)/2 {
+	q.dropping = false
+	if q.head > 0 && len(q.items) == cap(q.items) && q.head >= len(q.items)/2 {
 		// Reuse the consumed front instead of growing.
-		n := copy(s.queue, s.queue[s.head:])
-		clear(s.queue[n:])
-		s.queue, s.head = s.queue[:n], 0
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
 	}
-	s.queue = append(s.queue, m)
-	s.cond.Broadcast()
-	s.mu.Unlock()
+	q.items = append(q.items, item{m, except})
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
 	return true
 }
 
-func (s *Sub) run() {
-	defer close(s.done)
-	s.mu.Lock()
-	s.gid = goid.Get()
-	for {
-		for s.head == len(s.queue) && !s.stopped {
-			if cap(s.queue) > 1024 {
-				s.queue = nil // release a burst's memory while idle
+// Ready has a token after a Push; the delivery goroutine then calls
+// Deliver.
+func (q *Queue) Ready() <-chan struct{} { return q.ready }
+
+// Deliver hands every queued message, in order, to r.Deliver, including
+// those pushed meanwhile, and returns when the queue is empty or r is
+// closed. Only the delivery goroutine may call it.
+func (q *Queue) Deliver(r *Registry) {
+	for !r.Closed() {
+		q.mu.Lock()
+		if q.head == len(q.items) {
+			if cap(q.items) > 1024 {
+				q.items = nil // release a burst's memory while idle
 			} else {
-				s.queue = s.queue[:0]
+				q.items = q.items[:0]
 			}
-			s.head = 0
-			s.cond.Wait()
-		}
-		if s.stopped {
-			s.mu.Unlock()
+			q.head = 0
+			q.mu.Unlock()
 			return
 		}
-		m := s.queue[s.head]
-		s.queue[s.head] = pubsub.Message{}
-		s.head++
-		s.calling = true
-		s.mu.Unlock()
-
-		s.h(m)
-
-		s.mu.Lock()
-		s.calling = false
-		s.cond.Broadcast()
+		it := q.items[q.head]
+		q.items[q.head] = item{}
+		q.head++
+		q.mu.Unlock()
+		r.Deliver(it.m, it.except)
 	}
+}
+
+// Dropped returns how many messages Push dropped because the queue was
+// full.
+func (q *Queue) Dropped() uint64 { return q.dropped.Load() }
+
+// Close drops what is queued; later Push calls drop their message without
+// counting it.
+func (q *Queue) Close() {
+	q.mu.Lock()
+	q.closed = true
+	clear(q.items)
+	q.items, q.head = nil, 0
+	q.mu.Unlock()
 }
