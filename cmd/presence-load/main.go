@@ -1,9 +1,10 @@
 // Command presence-load measures a presenced node with many WebSocket
 // clients: memory per idle joined+tracked client (idle), presence_diff
-// fan-out latency (fanout), sustained joins per second (joins), and a
-// wave of joins into one topic with every client keeping its copy of the
-// presences (room). See BENCHMARKS.md ("Server") for the method and the
-// figures.
+// fan-out latency (fanout), sustained joins per second (joins), a wave
+// of joins into one topic with every client keeping its copy of the
+// presences (room), and, on a cluster of its own, a graceful stop of one
+// node (deploy) and a healed partition (heal). See BENCHMARKS.md for the
+// method and the figures.
 //
 //	go run ./cmd/presence-load -help
 //
@@ -20,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,7 +39,7 @@ func main() {
 	}
 }
 
-const usage = `Usage: presence-load -mode idle|fanout|joins|room [flags]
+const usage = `Usage: presence-load -mode idle|fanout|joins|room|deploy|heal [flags]
 
 Loads a presenced node (built-in presence channel on room:*, dev mode: the
 socket param user_id is the key) with cheap V2 WebSocket clients spread over
@@ -79,6 +81,27 @@ Modes:
           retransmissions during the joins (a large loopback fan-out can
           overflow the input backlog). Client memory: 4 bytes per key per
           client (19k clients: ~1.4 GB in the workers).
+  deploy  starts -nodes presenced processes of -presenced (n1 embeds NATS,
+          the others reach it through proxies of this tool; -node-flags are
+          added) and -clients members (default 6000) in this process, round
+          robin over the nodes, join -topic (default room:deploy) at -rate
+          per second, each keeping its view as phoenix.js's Presence does.
+          Once every view is exact, the last node gets SIGTERM and its
+          members reconnect to the others, each after a delay drawn below
+          -move-within. Reports the key flaps the other members saw (a key
+          whose every meta left, then came back: phoenix.js's onLeave and
+          onJoin), the time from the stop until every view is exact (every
+          key once, the stopped node's metas gone), presence_diff frames
+          per view, errors and each node's CPU.
+  heal    starts -nodes nodes as deploy (with --down-period 3s
+          --permdown-period 5m unless -node-flags says otherwise);
+          -clients sockets per node (default 2000) each track one presence
+          in each of -heal-topics topics (presence mode none: no presence
+          traffic to them), -rate joins/s in all; -watchers per node and
+          topic keep views. The proxies are cut until every node holds the
+          others as down, then healed. Reports presence_diff frames per
+          view and the most in one second from the heal on, and the time
+          until every view is exact again.
 
 Examples:
   go build -o /tmp/presenced ./cmd/presenced && /tmp/presenced &
@@ -87,6 +110,8 @@ Examples:
   go run ./cmd/presence-load -mode joins -clients 5000 -rate 20000 -duration 10s
   go run ./cmd/presence-load -mode room -clients 2000 -rate 1000 -timeout 120s
   go run ./cmd/presence-load -mode room -clients 10000 -rate 5000 -presence-mode count
+  go run ./cmd/presence-load -mode deploy -presenced /tmp/presenced -clients 6000
+  go run ./cmd/presence-load -mode heal -presenced /tmp/presenced -clients 2000
 
 Flags:
 `
@@ -120,11 +145,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Changes, "changes", 50, "fanout: timed changes")
 	fs.DurationVar(&o.Interval, "interval", 250*time.Millisecond, "fanout: time between changes")
 	fs.IntVar(&o.WorkerNice, "worker-nice", -1, "nice value (0-19) of the worker processes; -1: 19 in fanout mode (readers only), else 0")
-	fs.Float64Var(&o.Rate, "rate", 0, "joins, room: joins/s offered in total (default 20000; room: 1000)")
+	fs.Float64Var(&o.Rate, "rate", 0, "joins, room, deploy, heal: joins/s offered in total (default 20000; room, deploy, heal: 1000)")
 	fs.IntVar(&o.Topics, "topics", 100000, "joins: topics joined (room:j0..)")
 	fs.IntVar(&o.MaxChannels, "max-channels", 100, "joins: channels per connection before it leaves its oldest")
 	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "joins: wait for the last replies after -duration")
 	fs.StringVar(&o.PresenceMode, "presence-mode", loadtest.PresenceFull, "room: full (presence_state + presence_diff, a copy per client) or count (presence_count)")
+	fs.StringVar(&o.Presenced, "presenced", "", "deploy, heal: the presenced binary to start the nodes from")
+	fs.IntVar(&o.Nodes, "nodes", 3, "deploy, heal: nodes to start")
+	nodeFlags := fs.String("node-flags", "", "deploy, heal: more flags for every node, space-separated (e.g. \"--shutdown-grace 3s\")")
+	fs.DurationVar(&o.MoveWithin, "move-within", 2*time.Second, "deploy: the stopped node's members reconnect elsewhere within this")
+	fs.IntVar(&o.HealTopics, "heal-topics", 10, "heal: topics each socket is tracked in")
+	fs.IntVar(&o.Watchers, "watchers", 5, "heal: watchers (views) per node and topic")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.StringVar(&workerJob, loadtest.WorkerFlag, "", "internal: run as a worker of this job")
 	if err := fs.Parse(args); err != nil {
@@ -145,6 +176,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("-mode is required")
 	}
 	o.Settle, o.Run = duration, duration
+	o.NodeFlags = strings.Fields(*nodeFlags)
+	if (o.Mode == loadtest.ModeDeploy || o.Mode == loadtest.ModeHeal) && !flagSet(fs, "clients") {
+		o.Clients = 6000
+		if o.Mode == loadtest.ModeHeal {
+			o.Clients = 2000
+		}
+	}
 	o.Log = stderr
 	rep, err := loadtest.Run(ctx, o)
 	if rep != nil {
@@ -157,4 +195,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return err
+}
+
+func flagSet(fs *flag.FlagSet, name string) (set bool) {
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

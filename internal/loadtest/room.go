@@ -71,6 +71,17 @@ type roomView struct {
 
 	synced  bool     // a presence_state came
 	pending [][]byte // diffs that came before it
+
+	// What phoenix.js's onLeave would report of the u<i> keys since the
+	// last presence_state: gone keys (every meta left), and flaps (a gone
+	// key that joined again).
+	gone         []bool
+	lefts, flaps int
+
+	// stale: refs that must be gone for the view to be exact (the
+	// deploy's metas of the stopped node); staleN: how many it holds.
+	stale  map[uint32]bool
+	staleN int
 }
 
 // state applies a presence_state payload.
@@ -99,7 +110,38 @@ func (v *roomView) diff(p []byte) error {
 
 func (v *roomView) reset() {
 	clear(v.refs)
-	v.more, v.other, v.keys = nil, nil, 0
+	clear(v.gone)
+	v.more, v.other, v.keys, v.staleN = nil, nil, 0, 0
+}
+
+// markStale sets the refs that must leave and counts those it holds.
+func (v *roomView) markStale(set map[uint32]bool) {
+	v.stale, v.staleN = set, 0
+	for _, r := range v.refs {
+		if r != 0 && set[r] {
+			v.staleN++
+		}
+	}
+	for _, m := range v.more {
+		for _, r := range m {
+			if set[r] {
+				v.staleN++
+			}
+		}
+	}
+}
+
+// added and removed keep staleN.
+func (v *roomView) added(r uint32) {
+	if v.stale != nil && v.stale[r] {
+		v.staleN++
+	}
+}
+
+func (v *roomView) removed(r uint32) {
+	if v.stale != nil && v.stale[r] {
+		v.staleN--
+	}
 }
 
 // complete reports whether the view holds every key u0 … u<n-1>.
@@ -190,6 +232,11 @@ func (v *roomView) join(key []byte, r uint32) {
 	case cur == 0:
 		v.refs[k] = r
 		v.keys++
+		v.added(r)
+		if v.gone != nil && v.gone[k] {
+			v.gone[k] = false
+			v.flaps++
+		}
 	case cur == r:
 	default:
 		if m := v.more[int32(k)]; !slices.Contains(m, r) {
@@ -197,6 +244,7 @@ func (v *roomView) join(key []byte, r uint32) {
 				v.more = map[int32][]uint32{}
 			}
 			v.more[int32(k)] = append(m, r)
+			v.added(r)
 		}
 	}
 }
@@ -219,15 +267,22 @@ func (v *roomView) leave(key []byte, r uint32) {
 	}
 	m := v.more[int32(k)]
 	if v.refs[k] == r {
+		v.removed(r)
 		if len(m) == 0 {
 			v.refs[k] = 0
 			v.keys--
+			if v.gone == nil {
+				v.gone = make([]bool, v.n)
+			}
+			v.gone[k] = true
+			v.lefts++
 			return
 		}
 		v.refs[k] = m[len(m)-1]
 		m = m[:len(m)-1]
 	} else if i := slices.Index(m, r); i >= 0 {
 		m = slices.Delete(m, i, i+1)
+		v.removed(r)
 	} else {
 		return
 	}
@@ -644,14 +699,18 @@ func (w *worker) roomRefused(c *client, payload []byte) {
 	if c.reasons == nil {
 		c.reasons = map[string]int{}
 	}
-	r := "?"
+	c.reasons[refusalReason(payload)]++
+}
+
+// refusalReason is the reason of an error reply ("?" when it has none).
+func refusalReason(payload []byte) string {
 	if i := indexBytes(payload, []byte(`"reason":"`)); i >= 0 {
 		s := payload[i+len(`"reason":"`):]
 		if e := indexBytes(s, []byte(`"`)); e >= 0 {
-			r = string(s[:e])
+			return string(s[:e])
 		}
 	}
-	c.reasons[r]++
+	return "?"
 }
 
 // roomProgress is the worker's progress message.

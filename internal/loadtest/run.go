@@ -102,6 +102,22 @@ type Options struct {
 	// holds the Clients keys, or until 3 s before Timeout.
 	PresenceMode string
 
+	// Deploy and heal (ClusterReport): the tool starts Nodes (default 3)
+	// presenced processes of the binary Presenced with NodeFlags, and
+	// holds every member in this process. Deploy: Clients members of
+	// Topic (default room:deploy), joining at Rate per second (default
+	// 1,000); the last node stops gracefully and its members reconnect
+	// within MoveWithin (default 2 s). Heal: Clients sockets per node,
+	// each tracked in HealTopics topics (default 10) in presence mode
+	// none, Rate joins per second in all, and Watchers (default 5) views
+	// per node and topic.
+	Presenced  string
+	Nodes      int
+	NodeFlags  []string
+	MoveWithin time.Duration
+	HealTopics int
+	Watchers   int
+
 	// Spawn starts a worker; default ExecSpawner of this executable.
 	Spawn Spawner
 	// Log receives progress lines; nil discards.
@@ -193,10 +209,11 @@ type Report struct {
 	Setup      Duration  `json:"setup"` // time to connect (and join) every client
 	Started    time.Time `json:"started"`
 
-	Idle   *IdleReport   `json:"idle,omitempty"`
-	Fanout *FanoutReport `json:"fanout,omitempty"`
-	Joins  *JoinsReport  `json:"joins,omitempty"`
-	Room   *RoomReport   `json:"room,omitempty"`
+	Idle    *IdleReport    `json:"idle,omitempty"`
+	Fanout  *FanoutReport  `json:"fanout,omitempty"`
+	Joins   *JoinsReport   `json:"joins,omitempty"`
+	Room    *RoomReport    `json:"room,omitempty"`
+	Cluster *ClusterReport `json:"cluster,omitempty"`
 }
 
 // Duration marshals as a string such as "1.5s".
@@ -366,7 +383,7 @@ func (o *Options) defaults() error {
 	switch o.Mode {
 	case ModeIdle, ModeFanout, ModeJoins, ModeRoom:
 	default:
-		return fmt.Errorf("unknown mode %q (idle, fanout, joins, room)", o.Mode)
+		return fmt.Errorf("unknown mode %q (idle, fanout, joins, room, deploy, heal)", o.Mode)
 	}
 	switch o.PresenceMode {
 	case "":
@@ -387,6 +404,9 @@ func (o *Options) defaults() error {
 // Run performs one measurement and returns its report. It never runs
 // longer than Options.Timeout (plus a few seconds to stop the workers).
 func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Mode == ModeDeploy || o.Mode == ModeHeal {
+		return runCluster(ctx, o)
+	}
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
@@ -891,6 +911,10 @@ func summarizeJoins(r *JoinsReport, results []*WorkerResult, o *Options) {
 
 // Print writes a human-readable summary of rep.
 func (rep *Report) Print(w io.Writer) {
+	if rep.Cluster != nil {
+		rep.Cluster.print(w)
+		return
+	}
 	fmt.Fprintf(w, "mode %s, %s, %d clients in %d worker process(es)\n", rep.Mode, rep.URL, rep.Clients, rep.Procs)
 	fmt.Fprintf(w, "connected %d, joined %d, failed %d; lost during the run %d %s\n",
 		rep.Connected, rep.Joined, rep.Failed, rep.Lost, rep.LostReason)
@@ -933,4 +957,5 @@ func (rep *Report) Print(w io.Writer) {
 	if r := rep.Room; r != nil {
 		r.print(w, rep)
 	}
+
 }

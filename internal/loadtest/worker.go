@@ -22,6 +22,8 @@ const (
 	ModeFanout = "fanout" // watchers of one topic, timed presence_diffs
 	ModeJoins  = "joins"  // paced joins+tracks over many connections
 	ModeRoom   = "room"   // paced joins+tracks of one topic, a copy of its presences per client
+	ModeDeploy = "deploy" // a cluster of its own; one node stops gracefully, its members move
+	ModeHeal   = "heal"   // a cluster of its own; the bus is cut until every node is alone, then healed
 )
 
 // Job is one worker's share of a run; the coordinator hands it to the

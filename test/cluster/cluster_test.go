@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopresence/presence/internal/loadtest"
 	"github.com/gopresence/presence/internal/testenv"
 )
 
@@ -109,7 +110,7 @@ func TestNATSExternal(t *testing.T) {
 	natsPort := freePort(t)
 	n1 := startNode(t, "n1", "--nats-embed", "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort))
 	target := fmt.Sprintf("127.0.0.1:%d", natsPort)
-	proxies := []*proxy{nil, newProxy(t, target), newProxy(t, target)}
+	proxies := []*loadtest.Proxy{nil, newProxy(t, target), newProxy(t, target)}
 	n2 := startNode(t, "n2", "--nats-url", "nats://"+proxies[1].Addr())
 	n3 := startNode(t, "n3", "--nats-url", "nats://"+proxies[2].Addr())
 	crashRestartTermNATS(t, &rig{nodes: []*node{n1, n2, n3},
@@ -159,7 +160,7 @@ func TestRedis(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	time.Sleep(200 * time.Millisecond)
 	target := fmt.Sprintf("127.0.0.1:%d", port)
-	var proxies []*proxy
+	var proxies []*loadtest.Proxy
 	var nodes []*node
 	for i := range 3 {
 		p := newProxy(t, target)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopresence/presence/internal/loadtest"
 	"github.com/gopresence/presence/internal/testenv"
 	"github.com/gorilla/websocket"
 )
@@ -290,80 +291,16 @@ func (m *member) close() {
 	<-m.done
 }
 
-// proxy is a TCP proxy the test can cut and heal: a partition between a
-// node and its bus.
-type proxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  map[net.Conn]bool
-}
-
-func newProxy(t *testing.T, target string) *proxy {
+// newProxy is a TCP proxy the test can cut and heal: a partition between a
+// node and the bus.
+func newProxy(t *testing.T, target string) *loadtest.Proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := loadtest.NewProxy(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.Cut() })
+	t.Cleanup(p.Close)
 	return p
-}
-
-func (p *proxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		u, err := net.DialTimeout("tcp", p.target, 2*time.Second)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c], p.conns[u] = true, true
-		p.mu.Unlock()
-		go p.pipe(c, u)
-		go p.pipe(u, c)
-	}
-}
-
-func (p *proxy) pipe(a, b net.Conn) {
-	io.Copy(a, b)
-	a.Close()
-	b.Close()
-	p.mu.Lock()
-	delete(p.conns, a)
-	delete(p.conns, b)
-	p.mu.Unlock()
-}
-
-// Cut drops every connection and refuses new ones.
-func (p *proxy) Cut() {
-	p.mu.Lock()
-	p.cut = true
-	for c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-}
-
-// Heal accepts connections again.
-func (p *proxy) Heal() {
-	p.mu.Lock()
-	p.cut = false
-	p.mu.Unlock()
 }
 
 func listenFree() (int, error) {

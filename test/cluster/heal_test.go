@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gopresence/presence/client"
+	"github.com/gopresence/presence/internal/loadtest"
 	"github.com/gorilla/websocket"
 )
 
@@ -64,7 +65,7 @@ func TestHealStorm(t *testing.T) {
 	natsPort := freePort(t)
 	n1 := startNode(t, "n1", append([]string{"--nats-embed", "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort)}, extra...)...)
 	target := fmt.Sprintf("127.0.0.1:%d", natsPort)
-	proxies := []*proxy{newProxy(t, target), newProxy(t, target)}
+	proxies := []*loadtest.Proxy{newProxy(t, target), newProxy(t, target)}
 	n2 := startNode(t, "n2", append([]string{"--nats-url", "nats://" + proxies[0].Addr()}, extra...)...)
 	n3 := startNode(t, "n3", append([]string{"--nats-url", "nats://" + proxies[1].Addr()}, extra...)...)
 	nodes := []*node{n1, n2, n3}
