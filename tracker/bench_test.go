@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gopresence/presence/internal/crdt"
+	"github.com/gopresence/presence/internal/rawshard"
 	"github.com/gopresence/presence/pubsub/membus"
 	"github.com/gopresence/presence/tracker"
 )
@@ -221,17 +222,17 @@ func BenchmarkRawShardTrack(b *testing.B) {
 	const total = 1_000_000
 	owners := names(total, "conn-")
 	topics := names(1000, "room:")
-	s := tracker.NewRawShard(crdt.Replica{Name: "n1", Vsn: 1}, tracker.DefaultShardConfig())
+	s := rawshard.New(crdt.Replica{Name: "n1", Vsn: 1}, rawshard.DefaultConfig())
 	i := 0
 	b.ReportAllocs()
 	for b.Loop() {
 		if i == total {
 			b.StopTimer()
-			s = tracker.NewRawShard(crdt.Replica{Name: "n1", Vsn: 1}, tracker.DefaultShardConfig())
+			s = rawshard.New(crdt.Replica{Name: "n1", Vsn: 1}, rawshard.DefaultConfig())
 			i = 0
 			b.StartTimer()
 		}
-		s.Track(owners[i], topics[i%1000], owners[i], meta)
+		s.Track(0, owners[i], topics[i%1000], owners[i], meta)
 		i++
 		if i%5000 == 0 {
 			s.Heartbeat()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gopresence/presence/internal/crdt"
+	"github.com/gopresence/presence/internal/rawshard"
 	"github.com/gopresence/presence/internal/sim"
 	"github.com/gopresence/presence/internal/wire"
 	"github.com/gopresence/presence/tracker"
@@ -16,9 +17,9 @@ import (
 
 // Scenarios of phoenix_pubsub's replica, shard and shard-replication suites,
 // and the failure cases Phoenix.Tracker users have reported (restarts,
-// netsplits, stale transfers, duplicate names), at the level of RawShard and
-// the simulator (deterministic, virtual time). Tracker-level tests (goroutines, bus) are in
-// tracker_test.go.
+// netsplits, stale transfers, duplicate names), at the level of the raw
+// shard and the simulator (deterministic, virtual time). Tracker-level
+// tests (goroutines, bus) are in tracker_test.go.
 
 func script(t *testing.T, s *sim.Sim, lines string) string {
 	t.Helper()
@@ -42,11 +43,11 @@ func hb(name string, vsn int64, clocks crdt.Clock) *wire.Heartbeat {
 	return &wire.Heartbeat{From: crdt.Replica{Name: name, Vsn: vsn}, Clocks: clocks}
 }
 
-func newShard(name string) *tracker.RawShard {
-	cfg := tracker.DefaultShardConfig()
+func newShard(name string) *rawshard.Shard {
+	cfg := rawshard.DefaultConfig()
 	cfg.DownPeriod = 30 * time.Second
 	cfg.PermdownPeriod = 20 * time.Minute
-	return tracker.NewRawShard(crdt.Replica{Name: name, Vsn: 1}, cfg)
+	return rawshard.New(crdt.Replica{Name: name, Vsn: 1}, cfg)
 }
 
 func TestReplicaDistinctVsns(t *testing.T) {
@@ -262,7 +263,7 @@ func TestDirtyListUntilPermdown(t *testing.T) {
 
 func TestUntrackNeverTracked(t *testing.T) {
 	s := newShard("n1")
-	if e := s.Untrack("o", "t", "k"); e != nil {
+	if e := s.Untrack(0, "o", "t", "k"); e != nil {
 		t.Fatal("untracked something")
 	}
 	if r := s.Ready(); len(r.Diffs) != 0 {
@@ -272,9 +273,9 @@ func TestUntrackNeverTracked(t *testing.T) {
 
 func TestUntrackOneTopicKeepsOther(t *testing.T) {
 	s := newShard("n1")
-	s.Track("o", "t1", "k", []byte(`{}`))
-	s.Track("o", "t2", "k", []byte(`{}`))
-	s.Untrack("o", "t1", "k")
+	s.Track(0, "o", "t1", "k", []byte(`{}`))
+	s.Track(0, "o", "t2", "k", []byte(`{}`))
+	s.Untrack(0, "o", "t1", "k")
 	if len(s.State().List("t2")) != 1 || len(s.State().List("t1")) != 0 || len(s.State().OwnerElements("o")) != 1 {
 		t.Fatal("untrack of one topic")
 	}
@@ -283,10 +284,10 @@ func TestUntrackOneTopicKeepsOther(t *testing.T) {
 func TestUntrackAll(t *testing.T) {
 	s := newShard("n1")
 	for i := range 3 {
-		s.Track("o", fmt.Sprintf("t%d", i), "k", []byte(`{}`))
+		s.Track(0, "o", fmt.Sprintf("t%d", i), "k", []byte(`{}`))
 	}
 	s.Ready()
-	if es := s.UntrackOwner("o"); len(es) != 3 {
+	if es := s.UntrackOwner(0, "o"); len(es) != 3 {
 		t.Fatalf("%d", len(es))
 	}
 	if r := s.Ready(); len(r.Diffs) != 1 || len(r.Diffs[0].Leaves) != 3 {
@@ -299,23 +300,23 @@ func TestUntrackAll(t *testing.T) {
 
 func TestUpdateWithoutTrack(t *testing.T) {
 	s := newShard("n1")
-	if _, _, err := s.Update("o", "t", "k", []byte(`{}`)); !errors.Is(err, tracker.ErrNotTracked) {
+	if _, _, err := s.Update(0, "o", "t", "k", []byte(`{}`)); !errors.Is(err, tracker.ErrNotTracked) {
 		t.Fatalf("%v", err)
 	}
 }
 
 func TestDuplicateTrack(t *testing.T) {
 	s := newShard("n1")
-	if _, err := s.Track("o", "t", "k", []byte(`{}`)); err != nil {
+	if _, err := s.Track(0, "o", "t", "k", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Track("o", "t", "k", []byte(`{}`)); !errors.Is(err, tracker.ErrAlreadyTracked) {
+	if _, err := s.Track(0, "o", "t", "k", []byte(`{}`)); !errors.Is(err, tracker.ErrAlreadyTracked) {
 		t.Fatalf("%v", err)
 	}
-	if _, err := s.Track("o", "t2", "k", []byte(`{}`)); err != nil {
+	if _, err := s.Track(0, "o", "t2", "k", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Track("o", "t", "k2", []byte(`{}`)); err != nil {
+	if _, err := s.Track(0, "o", "t", "k2", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -428,7 +429,7 @@ func TestGhostScenario(t *testing.T)            { testGhost(t) }
 func testGhost(t *testing.T) {
 	ra := crdt.Replica{Name: "a", Vsn: 1}
 	a, b, c := newShard("a"), newShard("b"), newShard("c")
-	for _, s := range []*tracker.RawShard{a, b, c} {
+	for _, s := range []*rawshard.Shard{a, b, c} {
 		for _, n := range []string{"a", "b", "c"} {
 			s.Step(0, hb(n, 1, nil))
 		}
@@ -436,13 +437,13 @@ func testGhost(t *testing.T) {
 	}
 	deltas := []*crdt.Delta{}
 	send := func() *wire.Heartbeat { h := a.Heartbeat(); a.Ready(); deltas = append(deltas, h.Delta); return h }
-	a.Track("a:p1", "t", "u1", []byte(`{}`))
+	a.Track(0, "a:p1", "t", "u1", []byte(`{}`))
 	d1 := send()
-	a.Track("a:p2", "t", "u2", []byte(`{}`))
+	a.Track(0, "a:p2", "t", "u2", []byte(`{}`))
 	d2 := send()
-	a.Track("a:p3", "t", "u3", []byte(`{}`))
+	a.Track(0, "a:p3", "t", "u3", []byte(`{}`))
 	d3 := send()
-	a.Untrack("a:p3", "t", "u3")
+	a.Untrack(0, "a:p3", "t", "u3")
 	d4 := send()
 	for _, h := range []*wire.Heartbeat{d1, d2, d3} {
 		c.Step(0, h)
@@ -514,14 +515,14 @@ func TestHealWithinAndAfterPermdown(t *testing.T) {
 // reports the leaves again).
 func TestNoSecondLeaveForDownPeer(t *testing.T) {
 	a, b, c := newShard("a"), newShard("b"), newShard("c")
-	for _, s := range []*tracker.RawShard{a, b, c} {
+	for _, s := range []*rawshard.Shard{a, b, c} {
 		for _, n := range []string{"a", "b", "c"} {
 			s.Step(0, hb(n, 1, nil))
 		}
 		s.Ready()
 	}
-	b.Track("b:p1", "t", "k", []byte(`{}`))
-	b.Track("b:p2", "t", "k2", []byte(`{}`))
+	b.Track(0, "b:p1", "t", "k", []byte(`{}`))
+	b.Track(0, "b:p2", "t", "k2", []byte(`{}`))
 	h := b.Heartbeat()
 	a.Step(0, h)
 	c.Step(0, h)
@@ -532,7 +533,7 @@ func TestNoSecondLeaveForDownPeer(t *testing.T) {
 		t.Fatalf("down: %+v", r.Diffs)
 	}
 	// c observes b's removal and re-gossips it
-	b.Untrack("b:p1", "t", "k")
+	b.Untrack(0, "b:p1", "t", "k")
 	c.Step(0, b.Heartbeat())
 	c.Ready()
 	a.Step(0, c.Heartbeat())
@@ -549,7 +550,7 @@ func TestNoSecondLeaveForDownPeer(t *testing.T) {
 // live node of a name: see TestDuplicateNodeNameRefused in tracker_test.go).
 func TestOwnNameIgnored(t *testing.T) {
 	s := newShard("n1")
-	s.Track("o", "t", "k", []byte(`{}`))
+	s.Track(0, "o", "t", "k", []byte(`{}`))
 	s.Ready()
 	s.Step(0, hb("n1", 99, crdt.Clock{{Name: "n1", Vsn: 99}: 5}))
 	if len(s.Peers()) != 0 || len(s.State().List("t")) != 1 || len(s.Ready().Diffs) != 0 {
@@ -565,13 +566,13 @@ func TestUpAndRemoveInOneMergeSaysNothing(t *testing.T) {
 	a, b := newShard("a"), newShard("b")
 	a.Step(0, hb("b", 1, nil))
 	b.Step(0, hb("a", 1, nil))
-	b.Track("b:p1", "t", "gone", []byte(`{}`))
-	b.Track("b:p2", "t", "stays", []byte(`{}`))
+	b.Track(0, "b:p1", "t", "gone", []byte(`{}`))
+	b.Track(0, "b:p2", "t", "stays", []byte(`{}`))
 	a.Step(0, b.Heartbeat())
 	a.PeerDown("b", 1)
 	a.Ready()
 	b.Ready()
-	b.Untrack("b:p1", "t", "gone")
+	b.Untrack(0, "b:p1", "t", "gone")
 	a.Step(time.Second, b.Heartbeat())
 	r := a.Ready()
 	if len(r.Diffs) != 1 || len(r.Diffs[0].Leaves) != 0 || len(r.Diffs[0].Joins) != 1 || r.Diffs[0].Joins[0].Key != "stays" {
@@ -585,12 +586,12 @@ func TestUpAndRemoveInOneMergeSaysNothing(t *testing.T) {
 func TestOverwriteReportsLeave(t *testing.T) {
 	a, b := newShard("a"), newShard("b")
 	a.Step(0, hb("b", 1, nil))
-	b.Track("b:p1", "t", "k", []byte(`{"v":1}`))
+	b.Track(0, "b:p1", "t", "k", []byte(`{"v":1}`))
 	a.Step(0, b.Heartbeat())
 	a.Ready()
-	b.Update("b:p1", "t", "k", []byte(`{"v":2}`))
+	b.Update(0, "b:p1", "t", "k", []byte(`{"v":2}`))
 	b.Heartbeat() // lost on its way to a
-	b.Update("b:p1", "t", "k", []byte(`{"v":3}`))
+	b.Update(0, "b:p1", "t", "k", []byte(`{"v":3}`))
 	a.Step(0, b.Heartbeat())
 	r := a.Ready()
 	if len(r.Diffs) != 1 || len(r.Diffs[0].Joins) != 1 || len(r.Diffs[0].Leaves) != 1 ||

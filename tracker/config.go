@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/gopresence/presence/internal/crdt"
+	"github.com/gopresence/presence/internal/rawshard"
 	"github.com/gopresence/presence/pubsub"
 )
 
@@ -101,33 +101,13 @@ func (c Config) withDefaults() Config {
 	if c.PoolSize <= 0 {
 		c.PoolSize = 1
 	}
-	if c.BroadcastPeriod <= 0 {
-		c.BroadcastPeriod = 1500 * time.Millisecond
-	}
-	if c.FlushInterval == 0 {
-		c.FlushInterval = 5 * time.Millisecond
-	}
-	if c.MaxSilentPeriods <= 0 {
-		c.MaxSilentPeriods = 10
-	}
-	if c.DownPeriod <= 0 {
-		c.DownPeriod = c.BroadcastPeriod * time.Duration(c.MaxSilentPeriods) * 2
-	}
-	// An idle shard heartbeats every MaxSilentPeriods+1 ticks; if that is
-	// not at most half the down period, idle peers are taken for down and
-	// flap (one late heartbeat would do it). Lower it when needed.
-	if limit := c.DownPeriod / 2; time.Duration(c.MaxSilentPeriods+1)*c.BroadcastPeriod > limit {
-		c.MaxSilentPeriods = max(0, int(limit/c.BroadcastPeriod)-1)
-	}
-	if c.PermdownPeriod <= 0 {
-		c.PermdownPeriod = 20 * time.Minute
-	}
-	if c.ClockSamplePeriods <= 0 {
-		c.ClockSamplePeriods = 2
-	}
-	if c.MaxDeltaSizes == nil {
-		c.MaxDeltaSizes = append([]int(nil), crdt.DefaultDeltaSizes...)
-	}
+	// The shard's own fields take the shard's defaults: one copy of them,
+	// which the simulator reads too (rawshard.DefaultConfig).
+	sc := c.shardConfig().WithDefaults()
+	c.BroadcastPeriod, c.MaxSilentPeriods = sc.BroadcastPeriod, sc.MaxSilentPeriods
+	c.DownPeriod, c.PermdownPeriod = sc.DownPeriod, sc.PermdownPeriod
+	c.ClockSamplePeriods, c.MaxDeltaSizes = sc.ClockSamplePeriods, sc.MaxDeltaSizes
+	c.FlushInterval = sc.FlushInterval
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
 	}
@@ -144,6 +124,13 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
+}
+
+// shardConfig is the part of c a raw shard reads.
+func (c Config) shardConfig() rawshard.Config {
+	return rawshard.Config{BroadcastPeriod: c.BroadcastPeriod, MaxSilentPeriods: c.MaxSilentPeriods,
+		DownPeriod: c.DownPeriod, PermdownPeriod: c.PermdownPeriod, ClockSamplePeriods: c.ClockSamplePeriods,
+		MaxDeltaSizes: c.MaxDeltaSizes, FlushInterval: c.FlushInterval}
 }
 
 func (c Config) validate() error {

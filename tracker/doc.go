@@ -5,18 +5,23 @@
 // (Shutdown sends it: peers keep the node's presences for ShutdownGrace, so
 // that its clients reconnect elsewhere without leaving).
 //
-// The engine is split in two. RawShard is a pure, synchronous step machine
-// (commands, inbound messages and Tick in; messages and diffs out), so
-// clusters of them can be simulated deterministically and the reference
-// traces recorded from Phoenix replay through it. Tracker is the shell: it
-// owns time and the network, runs PoolSize shards (topics are spread by an
-// FNV-1a hash), sends each shard's pending delta within FlushInterval, and
-// hands diffs to Config.HandleDiff in order, from one goroutine per shard,
-// never blocking the shard.
+// The engine is split in two. The raw shard (internal/rawshard) is a
+// pure, synchronous step machine (commands, inbound messages, ticks and
+// deadlines in; messages and diffs out), so clusters of them are simulated
+// deterministically (internal/sim) and the reference traces recorded from
+// Phoenix replay through it. This package is the shell, one concern per
+// file: the Tracker (tracker.go) runs PoolSize shards, spreads topics over
+// them by an FNV-1a hash and owns their lifecycle; a shard (shard.go) owns
+// its raw shard, the lock around it, its time and its network; the
+// dispatcher (dispatch.go) hands a shard's diffs to the handler given to
+// New, in order, from one goroutine per shard, never blocking the shard;
+// meta.go makes phx_refs and puts them in metas. When a local change is
+// sent (within FlushInterval) is the raw shard's decision, not the
+// shell's: the simulator and the shard read one policy.
 //
 // Concurrency. Commands (Track, Update, Untrack) run in the caller's
 // goroutine under the shard's lock: a lock costs far less than a goroutine
-// hop, and Track throughput is a target. Reads (List, Get, Count) take no
-// shard lock at all: they read the State's per-topic sets, so they never
-// wait behind replication work.
+// hop, and Track throughput is a target. Reads
+// (List, Get, Count) take no shard lock at all: they read the State's
+// per-topic sets, so they never wait behind replication work.
 package tracker

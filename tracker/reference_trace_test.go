@@ -13,15 +13,17 @@ import (
 	"testing"
 
 	"github.com/gopresence/presence/internal/crdt"
+	"github.com/gopresence/presence/internal/rawshard"
 	"github.com/gopresence/presence/internal/wire"
 )
 
 // The reference traces (testdata/tracker-state.jsonl.gz, recorded from
 // phoenix_pubsub v2.2.0's State, DeltaGeneration and Replica; one JSON
 // object per line with the fields of traceLine, the lines of one trace
-// sharing its number) are replayed through RawShard — the code the
-// tracker runs — and every report, message size and check must match.
-// PRESENCE_REFERENCE_TRACES names another corpus of the same format.
+// sharing its number) are replayed through the raw shard
+// (internal/rawshard) — the code the tracker runs — and every report,
+// message size and check must match. PRESENCE_REFERENCE_TRACES names
+// another corpus of the same format.
 
 type traceLine struct {
 	Trace         int             `json:"trace"`
@@ -185,13 +187,13 @@ type queued struct {
 
 // traceReplayer drives one trace.
 type traceReplayer struct {
-	cfg    ShardConfig
-	nodes  map[string]*RawShard
+	cfg    rawshard.Config
+	nodes  map[string]*rawshard.Shard
 	order  []string
 	queues map[[2]string][]queued
 }
 
-func (r *traceReplayer) shard(name string) (*RawShard, error) {
+func (r *traceReplayer) shard(name string) (*rawshard.Shard, error) {
 	s := r.nodes[name]
 	if s == nil {
 		return nil, fmt.Errorf("unknown node %q", name)
@@ -199,7 +201,7 @@ func (r *traceReplayer) shard(name string) (*RawShard, error) {
 	return s, nil
 }
 
-func composed(s *RawShard) crdt.Diff {
+func composed(s *rawshard.Shard) crdt.Diff {
 	var d crdt.Diff
 	for _, x := range s.Ready().Diffs {
 		d = d.Then(x)
@@ -219,17 +221,17 @@ func (r *traceReplayer) step(l traceLine) (string, error) {
 		}
 		switch l.Op {
 		case "track":
-			if _, err := s.Track(l.Owner, l.Topic, l.Key, l.Meta); err != nil {
+			if _, err := s.Track(0, l.Owner, l.Topic, l.Key, l.Meta); err != nil {
 				return "", err
 			}
 		case "update":
-			if _, _, err := s.Update(l.Owner, l.Topic, l.Key, l.Meta); err != nil {
+			if _, _, err := s.Update(0, l.Owner, l.Topic, l.Key, l.Meta); err != nil {
 				return "", err
 			}
 		case "untrack":
-			s.Untrack(l.Owner, l.Topic, l.Key)
+			s.Untrack(0, l.Owner, l.Topic, l.Key)
 		case "untrack_owner":
-			s.UntrackOwner(l.Owner)
+			s.UntrackOwner(0, l.Owner)
 		}
 		got, checkDiff = composed(s), true
 	case "broadcast":
@@ -325,7 +327,7 @@ func (r *traceReplayer) step(l traceLine) (string, error) {
 		if _, err := r.shard(l.Node); err != nil {
 			return "", err
 		}
-		r.nodes[l.Node] = NewRawShard(crdt.Replica{Name: l.Node, Vsn: l.Vsn}, r.cfg)
+		r.nodes[l.Node] = rawshard.New(crdt.Replica{Name: l.Node, Vsn: l.Vsn}, r.cfg)
 		for k := range r.queues {
 			if k[0] == l.Node || k[1] == l.Node {
 				delete(r.queues, k)
@@ -383,12 +385,12 @@ func TestReferenceTraces(t *testing.T) {
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("trace-%d", c.id), func(t *testing.T) {
 			h := c.lines[0]
-			cfg := DefaultShardConfig()
+			cfg := rawshard.DefaultConfig()
 			cfg.MaxDeltaSizes = h.MaxDeltaSizes
-			r := &traceReplayer{cfg: cfg, nodes: map[string]*RawShard{}, order: h.Nodes,
+			r := &traceReplayer{cfg: cfg, nodes: map[string]*rawshard.Shard{}, order: h.Nodes,
 				queues: map[[2]string][]queued{}}
 			for _, n := range h.Nodes {
-				r.nodes[n] = NewRawShard(crdt.Replica{Name: n, Vsn: 1}, cfg)
+				r.nodes[n] = rawshard.New(crdt.Replica{Name: n, Vsn: 1}, cfg)
 			}
 			for i, l := range c.lines[1:] {
 				mismatch, err := r.step(l)

@@ -9,23 +9,24 @@ import (
 	"time"
 
 	"github.com/gopresence/presence/internal/crdt"
+	"github.com/gopresence/presence/internal/rawshard"
 	"github.com/gopresence/presence/internal/wire"
 	"github.com/gopresence/presence/pubsub/membus"
 	"github.com/gopresence/presence/tracker"
 )
 
-// A graceful stop, at the level of RawShard: the stopping message makes a
+// A graceful stop, at the level of the raw shard: the stopping message makes a
 // peer hold the replica as stopping and keep its presences visible for the
 // grace; then they leave, as diffs, and the replica is forgotten.
 
 // pair returns shard a that knows b's two presences in topic t, and b.
-func pair(t *testing.T) (a, b *tracker.RawShard) {
+func pair(t *testing.T) (a, b *rawshard.Shard) {
 	t.Helper()
 	a, b = newShard("a"), newShard("b")
 	a.Step(0, hb("b", 1, nil))
 	b.Step(0, hb("a", 1, nil))
-	b.Track("b:p1", "t", "alice", []byte(`{}`))
-	b.Track("b:p2", "t", "bob", []byte(`{}`))
+	b.Track(0, "b:p1", "t", "alice", []byte(`{}`))
+	b.Track(0, "b:p2", "t", "bob", []byte(`{}`))
 	a.Step(0, b.Heartbeat())
 	a.Ready()
 	b.Ready()
@@ -36,7 +37,7 @@ func pair(t *testing.T) (a, b *tracker.RawShard) {
 }
 
 // stopMsg is what b broadcasts when it stops with grace.
-func stopMsg(t *testing.T, b *tracker.RawShard, grace time.Duration) *wire.Stopping {
+func stopMsg(t *testing.T, b *rawshard.Shard, grace time.Duration) *wire.Stopping {
 	t.Helper()
 	b.Ready() // what b sent before is the test's business
 	b.Stopping(grace)
@@ -129,7 +130,7 @@ func TestCrashStillUsesDownPeriod(t *testing.T) {
 func TestReconnectElsewhereWithinGrace(t *testing.T) {
 	a, b := pair(t)
 	c := newShard("c")
-	for _, x := range []*tracker.RawShard{a, b} {
+	for _, x := range []*rawshard.Shard{a, b} {
 		x.Step(0, hb("c", 1, nil))
 		c.Step(0, hb(x.Self().Name, 1, nil))
 	}
@@ -140,7 +141,7 @@ func TestReconnectElsewhereWithinGrace(t *testing.T) {
 	a.Step(time.Second, stop)
 	c.Step(time.Second, stop)
 	// alice reconnects to c
-	c.Track("c:p1", "t", "alice", []byte(`{"again":true}`))
+	c.Track(0, "c:p1", "t", "alice", []byte(`{"again":true}`))
 	a.Step(2*time.Second, c.Heartbeat())
 	if r := a.Ready(); len(r.Diffs) != 1 || keys(r.Diffs[0].Joins) != "alice@c" || len(r.Diffs[0].Leaves) != 0 {
 		t.Fatalf("the reconnect: %+v", r.Diffs)
@@ -190,7 +191,7 @@ func TestRestartDuringGrace(t *testing.T) {
 // keeps the first deadline.
 func TestStoppingOutlivesLateHeartbeat(t *testing.T) {
 	a, b := pair(t)
-	b.Track("b:p3", "t", "carol", []byte(`{}`))
+	b.Track(0, "b:p3", "t", "carol", []byte(`{}`))
 	late := b.Heartbeat()
 	stop := stopMsg(t, b, 5*time.Second)
 	a.Step(time.Second, stop)
@@ -239,7 +240,7 @@ func TestStoppingEdgeCases(t *testing.T) {
 // A stopping peer is no longer asked for transfers: it sends nothing more.
 func TestStoppingPeerNotAskedForTransfer(t *testing.T) {
 	a, b := pair(t)
-	b.Track("b:p3", "t", "carol", []byte(`{}`))
+	b.Track(0, "b:p3", "t", "carol", []byte(`{}`))
 	b.Heartbeat() // lost on its way to a
 	a.Step(0, hb("b", 1, b.State().Clocks()))
 	a.Step(0, stopMsg(t, b, 5*time.Second))

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/gopresence/presence/internal/crdt"
-	"github.com/gopresence/presence/tracker"
+	"github.com/gopresence/presence/internal/rawshard"
 )
 
 // Script runs one scenario command and returns its output. Commands:
@@ -62,12 +62,12 @@ func (s *Sim) Script(cmd string, args []string) (string, error) {
 		if len(args) > 4 {
 			meta = strings.Join(args[4:], " ")
 		}
-		err := s.Do(args[0], func(r *tracker.RawShard) error {
+		err := s.Do(args[0], func(r *rawshard.Shard) error {
 			if cmd == "track" {
-				_, err := r.Track(args[1], args[2], args[3], []byte(meta))
+				_, err := r.Track(s.Now(), args[1], args[2], args[3], []byte(meta))
 				return err
 			}
-			_, _, err := r.Update(args[1], args[2], args[3], []byte(meta))
+			_, _, err := r.Update(s.Now(), args[1], args[2], args[3], []byte(meta))
 			return err
 		})
 		return okOr(err), nil
@@ -79,9 +79,9 @@ func (s *Sim) Script(cmd string, args []string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return okOr(s.Do(args[0], func(r *tracker.RawShard) error {
+		return okOr(s.Do(args[0], func(r *rawshard.Shard) error {
 			for i := range k {
-				if _, err := r.Track(fmt.Sprintf("o%d", i), args[2], fmt.Sprintf("u%d", i), []byte("{}")); err != nil {
+				if _, err := r.Track(s.Now(), fmt.Sprintf("o%d", i), args[2], fmt.Sprintf("u%d", i), []byte("{}")); err != nil {
 					return err
 				}
 			}
@@ -99,10 +99,10 @@ func (s *Sim) Script(cmd string, args []string) (string, error) {
 			return "", fmt.Errorf("track-batches: bad numbers")
 		}
 		for b := range nb {
-			err := s.Do(args[0], func(r *tracker.RawShard) error {
+			err := s.Do(args[0], func(r *rawshard.Shard) error {
 				for i := range size {
 					k := fmt.Sprintf("b%d-%d", b, i)
-					if _, err := r.Track("o"+k, args[3], "u"+k, []byte("{}")); err != nil {
+					if _, err := r.Track(s.Now(), "o"+k, args[3], "u"+k, []byte("{}")); err != nil {
 						return err
 					}
 				}
@@ -131,12 +131,12 @@ func (s *Sim) Script(cmd string, args []string) (string, error) {
 		if err := need(4); err != nil {
 			return "", err
 		}
-		return okOr(s.Do(args[0], func(r *tracker.RawShard) error { r.Untrack(args[1], args[2], args[3]); return nil })), nil
+		return okOr(s.Do(args[0], func(r *rawshard.Shard) error { r.Untrack(s.Now(), args[1], args[2], args[3]); return nil })), nil
 	case "close":
 		if err := need(2); err != nil {
 			return "", err
 		}
-		return okOr(s.Do(args[0], func(r *tracker.RawShard) error { r.UntrackOwner(args[1]); return nil })), nil
+		return okOr(s.Do(args[0], func(r *rawshard.Shard) error { r.UntrackOwner(s.Now(), args[1]); return nil })), nil
 	case "run":
 		if err := need(1); err != nil {
 			return "", err

@@ -1,9 +1,12 @@
 // Package sim is a deterministic simulator of a whole tracker cluster in
-// one process: N RawShards on virtual time, and a seeded network that
-// drops, duplicates, delays, reorders and partitions messages, with node
-// crashes, restarts (a restart is a new incarnation), graceful stops (the
-// stopping message and its grace) and graceful permdowns. Messages cross
-// the network encoded by internal/wire, as they do between real nodes.
+// one process: N raw shards (internal/rawshard) on virtual time, and a
+// seeded network that drops, duplicates, delays, reorders and partitions
+// messages, with node crashes, restarts (a restart is a new incarnation),
+// graceful stops (the stopping message and its grace) and graceful
+// permdowns. Messages cross the network encoded by internal/wire, as they
+// do between real nodes. Each node is driven as the tracker's shard drives
+// its raw shard: ticks every BroadcastPeriod, Advance at NextDeadline, so
+// both read the flush and grace deadlines from the raw shard.
 //
 // Nothing here reads the wall clock or starts a goroutine: a run is a
 // function of its script and seed, so a failing seed replays exactly.
@@ -18,17 +21,17 @@ import (
 	"time"
 
 	"github.com/gopresence/presence/internal/crdt"
+	"github.com/gopresence/presence/internal/rawshard"
 	"github.com/gopresence/presence/internal/wire"
-	"github.com/gopresence/presence/tracker"
 )
 
 // Config shapes the simulated cluster and its network.
 type Config struct {
-	Seed  uint64
-	Shard tracker.ShardConfig
-	// FlushInterval: how long after a local change its delta is sent
-	// (0 = at the next tick only).
-	FlushInterval time.Duration
+	Seed uint64
+	// Shard configures every node's shard; its FlushInterval is how long
+	// after a local change its delta is sent (0 = at the next tick only),
+	// by the shard's own deadline, as in the tracker.
+	Shard rawshard.Config
 	// Latency bounds the delay of a message: uniform in [Min, Max].
 	LatencyMin, LatencyMax time.Duration
 	// DropRate and DupRate are the chances a message is lost or delivered
@@ -41,11 +44,12 @@ type Config struct {
 // DefaultConfig is a fast cluster: 100 ms heartbeats, 2.5 s down, 5 s
 // permdown, 1 s shutdown grace, 10 ms flush, 1–5 ms latency, no loss.
 func DefaultConfig(seed uint64) Config {
-	sc := tracker.DefaultShardConfig()
+	sc := rawshard.DefaultConfig()
 	sc.BroadcastPeriod = 100 * time.Millisecond
 	sc.DownPeriod = 2500 * time.Millisecond
 	sc.PermdownPeriod = 5 * time.Second
-	return Config{Seed: seed, Shard: sc, FlushInterval: 10 * time.Millisecond,
+	sc.FlushInterval = 10 * time.Millisecond
+	return Config{Seed: seed, Shard: sc,
 		LatencyMin: time.Millisecond, LatencyMax: 5 * time.Millisecond, ShutdownGrace: time.Second}
 }
 
@@ -53,11 +57,10 @@ func DefaultConfig(seed uint64) Config {
 type Node struct {
 	Name  string
 	Vsn   int64
-	Raw   *tracker.RawShard
+	Raw   *rawshard.Shard
 	Alive bool
 
 	nextTick  time.Duration
-	flushAt   time.Duration // 0: none pending
 	diffs     []crdt.Diff
 	ownerSeen map[string]bool
 }
@@ -104,7 +107,7 @@ func (s *Sim) Nodes() []string { return slices.Clone(s.order) }
 // AddNode starts a node (vsn 1).
 func (s *Sim) AddNode(name string) *Node {
 	n := &Node{Name: name, Vsn: 1, Alive: true}
-	n.Raw = tracker.NewRawShard(crdt.Replica{Name: name, Vsn: 1}, s.cfg.Shard)
+	n.Raw = rawshard.New(crdt.Replica{Name: name, Vsn: 1}, s.cfg.Shard)
 	n.nextTick = s.now + time.Duration(s.rng.Int64N(int64(s.cfg.Shard.BroadcastPeriod/4)+1))
 	s.nodes[name] = n
 	s.order = append(s.order, name)
@@ -126,9 +129,8 @@ func (s *Sim) Restart(name string) {
 		s.Crash(name)
 	}
 	n.Vsn++
-	n.Raw = tracker.NewRawShard(crdt.Replica{Name: name, Vsn: n.Vsn}, s.cfg.Shard)
+	n.Raw = rawshard.New(crdt.Replica{Name: name, Vsn: n.Vsn}, s.cfg.Shard)
 	n.Alive = true
-	n.flushAt = 0
 	n.nextTick = s.now
 }
 
@@ -177,17 +179,15 @@ func (s *Sim) reachable(a, b string) bool {
 	return ga != 0 && ga == gb
 }
 
-// Do runs a command on an alive node and collects its output.
-func (s *Sim) Do(name string, f func(*tracker.RawShard) error) error {
+// Do runs commands on an alive node at the virtual time (Now), and
+// collects their output.
+func (s *Sim) Do(name string, f func(*rawshard.Shard) error) error {
 	n := s.nodes[name]
 	if n == nil || !n.Alive {
 		return fmt.Errorf("node %s is not running", name)
 	}
 	err := f(n.Raw)
 	s.collect(n)
-	if n.Raw.State().HasDelta() && n.flushAt == 0 && s.cfg.FlushInterval > 0 {
-		n.flushAt = s.now + s.cfg.FlushInterval
-	}
 	return err
 }
 
@@ -255,9 +255,6 @@ func (s *Sim) next() (time.Duration, bool) {
 			continue
 		}
 		consider(n.nextTick)
-		if n.flushAt != 0 {
-			consider(n.flushAt)
-		}
 		if at, ok := n.Raw.NextDeadline(); ok {
 			consider(max(at, s.now))
 		}
@@ -308,29 +305,22 @@ func (s *Sim) step() {
 		}
 		n.Raw.Step(s.now, m)
 		s.collect(n)
-		if n.Raw.State().HasDelta() && n.flushAt == 0 && s.cfg.FlushInterval > 0 {
-			n.flushAt = s.now + s.cfg.FlushInterval
-		}
 	}
 	for _, name := range s.order {
 		n := s.nodes[name]
 		if !n.Alive {
 			continue
 		}
-		if n.flushAt != 0 && n.flushAt <= s.now {
-			n.flushAt = 0
-			n.Raw.Flush()
+		// the shard's deadlines (a flush, the end of a stopping peer's
+		// grace) come on time, as the shard's timer makes them in the
+		// tracker
+		if at, ok := n.Raw.NextDeadline(); ok && at <= s.now {
+			n.Raw.Advance(s.now)
 			s.collect(n)
 		}
 		if n.nextTick <= s.now {
 			n.Raw.Tick(s.now)
 			n.nextTick = s.now + s.cfg.Shard.BroadcastPeriod
-			s.collect(n)
-		}
-		// a stopping peer's grace ends on time, as the shard's grace
-		// timer makes it in the tracker
-		if at, ok := n.Raw.NextDeadline(); ok && at <= s.now {
-			n.Raw.DetectDown(s.now)
 			s.collect(n)
 		}
 	}

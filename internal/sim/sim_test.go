@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/gopresence/presence/internal/crdt"
-	"github.com/gopresence/presence/tracker"
+	"github.com/gopresence/presence/internal/rawshard"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the expected outputs of testdata scenarios")
@@ -112,15 +112,15 @@ func randomRun(seed uint64) error {
 		case x < 35:
 			owners++
 			owner := fmt.Sprintf("%s:p%d", name, owners)
-			s.Do(name, func(rs *tracker.RawShard) error {
-				_, err := rs.Track(owner, topics[r.IntN(3)], keys[r.IntN(4)], []byte(fmt.Sprintf(`{"n":%d}`, r.IntN(1000))))
+			s.Do(name, func(rs *rawshard.Shard) error {
+				_, err := rs.Track(s.Now(), owner, topics[r.IntN(3)], keys[r.IntN(4)], []byte(fmt.Sprintf(`{"n":%d}`, r.IntN(1000))))
 				return err
 			})
 		case x < 50:
 			if es := n.Raw.State().OwnerElementsAll(); len(es) > 0 {
 				e := es[r.IntN(len(es))]
-				s.Do(name, func(rs *tracker.RawShard) error {
-					_, _, err := rs.Update(e.Owner, e.Topic, e.Key, []byte(fmt.Sprintf(`{"n":%d}`, r.IntN(1000))))
+				s.Do(name, func(rs *rawshard.Shard) error {
+					_, _, err := rs.Update(s.Now(), e.Owner, e.Topic, e.Key, []byte(fmt.Sprintf(`{"n":%d}`, r.IntN(1000))))
 					return err
 				})
 			}
@@ -128,9 +128,9 @@ func randomRun(seed uint64) error {
 			if es := n.Raw.State().OwnerElementsAll(); len(es) > 0 {
 				e := es[r.IntN(len(es))]
 				if r.IntN(2) == 0 {
-					s.Do(name, func(rs *tracker.RawShard) error { rs.Untrack(e.Owner, e.Topic, e.Key); return nil })
+					s.Do(name, func(rs *rawshard.Shard) error { rs.Untrack(s.Now(), e.Owner, e.Topic, e.Key); return nil })
 				} else {
-					s.Do(name, func(rs *tracker.RawShard) error { rs.UntrackOwner(e.Owner); return nil })
+					s.Do(name, func(rs *rawshard.Shard) error { rs.UntrackOwner(s.Now(), e.Owner); return nil })
 				}
 			}
 		case x < 67:
@@ -168,8 +168,8 @@ func randomRun(seed uint64) error {
 				}
 				owners++
 				to := others[r.IntN(len(others))]
-				s.Do(to, func(rs *tracker.RawShard) error {
-					_, err := rs.Track(fmt.Sprintf("%s:p%d", to, owners), e.Topic, e.Key, e.Meta)
+				s.Do(to, func(rs *rawshard.Shard) error {
+					_, err := rs.Track(s.Now(), fmt.Sprintf("%s:p%d", to, owners), e.Topic, e.Key, e.Meta)
 					return err
 				})
 			}
@@ -243,8 +243,8 @@ func rollingRun(seed uint64) error {
 	track := func(node string, u *user) {
 		owners++
 		owner := fmt.Sprintf("%s:c%d", node, owners)
-		if err := s.Do(node, func(rs *tracker.RawShard) error {
-			_, err := rs.Track(owner, u.topic, u.key, []byte(fmt.Sprintf(`{"c":%d}`, owners)))
+		if err := s.Do(node, func(rs *rawshard.Shard) error {
+			_, err := rs.Track(s.Now(), owner, u.topic, u.key, []byte(fmt.Sprintf(`{"c":%d}`, owners)))
 			return err
 		}); err != nil {
 			panic(err)
