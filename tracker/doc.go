@@ -21,7 +21,8 @@
 //
 // Concurrency. Commands (Track, Update, Untrack) run in the caller's
 // goroutine under the shard's lock: a lock costs far less than a goroutine
-// hop, and Track throughput is a target. Reads
+// hop, and Track throughput is a target. They do no I/O and honour ctx: a
+// command whose ctx is done before it takes effect changes nothing. Reads
 // (List, Get, Count) take no shard lock at all: they read the State's
 // per-topic sets, so they never wait behind replication work.
 package tracker

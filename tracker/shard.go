@@ -70,12 +70,23 @@ func (s *shard) now() time.Duration { return time.Since(s.born) }
 
 // --- commands (caller's goroutine) ---
 
-// lock takes the lock for a command; ErrClosed once the shard stopped.
+// lock takes the lock for a command. It returns ErrClosed once the shard
+// stopped, and ctx's error when ctx is done before the command would take
+// effect, before the wait for the lock or after it: a caller that gave up
+// never has its command applied late. The wait itself lasts at most one
+// step of the shard goroutine and is not interrupted.
 func (s *shard) lock(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		s.mu.Unlock()
+		return err
 	}
 	return nil
 }

@@ -88,6 +88,13 @@ func toPresence(e *crdt.Element) Presence {
 // by an FNV-1a hash. It owns the shards' lifecycle and the node's
 // phx_refs; each shard owns its own state, lock and goroutines, and the
 // Tracker reaches them only through the shard's methods.
+//
+// Context. Commands (Track, Update, UpdateFunc, Untrack, UntrackOwner) do
+// no I/O: they wait only for their shard's lock, which the shard goroutine
+// holds for one step at a time (a batch of inbound messages, a tick). ctx
+// decides whether the command happens: if it is done before the command
+// takes effect, before or after that wait, nothing changes and ctx.Err()
+// is returned. A wait that has begun is not cut short.
 type Tracker struct {
 	cfg    Config
 	node   string
@@ -230,7 +237,9 @@ func (t *Tracker) Untrack(ctx context.Context, owner, topic, key string) error {
 
 // UntrackOwner stops tracking everything tracked under owner, in every
 // shard: what a closed connection does. Shards already stopped are
-// skipped.
+// skipped. Each shard's part is one command: if ctx is done on the way,
+// the shards not yet reached keep the owner's presences and ctx.Err() is
+// returned.
 func (t *Tracker) UntrackOwner(ctx context.Context, owner string) error {
 	for _, s := range t.shards {
 		if err := s.untrackOwner(ctx, owner); err != nil && !errors.Is(err, ErrClosed) {

@@ -133,9 +133,9 @@ type Config struct {
 	UpdateRate  float64
 	UpdateBurst int
 
-	// CallTimeout bounds each presence call made on behalf of a client
-	// (not needed, and not applied, when Presence is a *presence.Presence,
-	// whose calls never wait). Default 5 s.
+	// CallTimeout bounds each presence call made on behalf of a client: a
+	// command whose shard stays busy past it is not applied, and a join
+	// stops waiting for its diffs to settle. Default 5 s.
 	CallTimeout time.Duration
 
 	// Logger receives warnings (refused joins, rate-limited clients) and
@@ -158,7 +158,7 @@ type Config struct {
 type Channel struct {
 	cfg    Config
 	log    *slog.Logger
-	direct *presence.Presence // cfg.Presence, if it is one (see callCtx, metasOf)
+	direct *presence.Presence // cfg.Presence, if it is one (see metasOf)
 	verify *verifier          // nil without a Secret
 
 	mu   sync.Mutex
@@ -253,13 +253,10 @@ func orDefault(v *int, def int) {
 // over reports whether n exceeds the limit max (negative: none).
 func over(n, max int) bool { return max >= 0 && n > max }
 
-// callCtx bounds a presence call by CallTimeout. A *presence.Presence
-// never waits (its calls run under a lock and return), so it gets ctx as
-// it is: a timer per call would cost more than the call.
+// callCtx bounds a presence call by CallTimeout, whatever the Presence:
+// the tracker's commands honour ctx (one that ends while a command waits
+// for its shard is not applied) and Settle waits for the diffs.
 func (ch *Channel) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if ch.direct != nil {
-		return ctx, func() {}
-	}
 	return context.WithTimeout(ctx, ch.cfg.CallTimeout)
 }
 
