@@ -184,6 +184,7 @@ type topicSub struct {
 	limited map[*phx.Socket]*limited
 	// the counts of the last diff, to send presence_count on a change
 	lastKeys, lastMetas int
+	counts              countWindow
 }
 
 // member is the per-join state (phx.Socket.State).
@@ -503,10 +504,15 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 	if mode == ModeFull {
 		ch.pushGap(u, s) // ahead of everything after the reply
 	}
+	// One CallTimeout bounds the join's Track and Settle together (one
+	// timer per join, not two).
+	cctx, cancel := ctx, context.CancelFunc(func() {})
 	if track {
-		cctx, cancel := ch.callCtx(ctx)
+		cctx, cancel = ch.callCtx(ctx)
+	}
+	defer cancel()
+	if track {
 		_, err := ch.cfg.Presence.Track(cctx, s.Owner(), s.Topic(), u.Key, meta)
-		cancel()
 		if err != nil {
 			m.sub.modes.add(mode, -1)
 			ch.release(s.Server(), s.Topic())
@@ -524,7 +530,6 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 	// lacks. Settling the join first puts the member in it when the topic
 	// is quiet; in a busy one the next diff brings it.
 	if track {
-		cctx, cancel := ch.callCtx(ctx)
 		if err := ch.cfg.Presence.Settle(cctx, s.Topic()); err != nil {
 			ch.log.Warn("presencechannel: join not settled before its presence_state", "topic", s.Topic(), "err", err)
 		}
@@ -678,5 +683,8 @@ func (ch *Channel) release(srv *phx.Server, topic string) {
 	if ts.n--; ts.n == 0 {
 		ts.cancel()
 		delete(ch.subs, k)
+		ts.mu.Lock() // after cancel: a diff being broadcast holds it
+		ts.counts.stop()
+		ts.mu.Unlock()
 	}
 }

@@ -222,9 +222,7 @@ func (ch *Channel) broadcastDiff(srv *phx.Server, topic string, ts *topicSub, d 
 	changed := d.Keys != ts.lastKeys || d.Metas != ts.lastMetas
 	ts.lastKeys, ts.lastMetas = d.Keys, d.Metas
 	if changed && ts.modes.count.Load() > 0 {
-		if err := srv.Broadcast(topic, EventCount, countPayload{d.Keys, d.Metas}); err != nil {
-			ch.log.Error("presencechannel: presence_count broadcast failed", "topic", topic, "err", err)
-		}
+		ch.countChanged(srv, topic, ts, time.Now())
 	}
 	if len(ts.limited) > 0 {
 		ch.switchLimited(topic, ts, d, false)

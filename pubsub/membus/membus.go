@@ -96,7 +96,6 @@ func (n *Network) join(name string) *Bus {
 		done:  make(chan struct{}),
 	}
 	n.nodes[name] = b
-	go b.deliver()
 	return b
 }
 
@@ -209,8 +208,13 @@ type Bus struct {
 	reg   *dispatch.Registry
 	queue *dispatch.Queue // what the network delivered to this node
 	stop  chan struct{}   // closed by Close
-	done  chan struct{}   // closed when deliver has returned
+	done  chan struct{}   // closed when deliver has returned (or by Close, if it never ran)
 
+	// start runs deliver once there is something to deliver to (the first
+	// Subscribe), so that a Bus never subscribed to, such as the one of a
+	// Presence made and dropped without Start, holds no goroutine; Close
+	// uses it to close done when deliver never ran.
+	start     sync.Once
 	closeOnce sync.Once
 }
 
@@ -239,6 +243,7 @@ func (b *Bus) Subscribe(topic string, h pubsub.Handler) (pubsub.Subscription, er
 	if err != nil {
 		return nil, err
 	}
+	b.start.Do(func() { go b.deliver() })
 	return s, nil
 }
 
@@ -292,6 +297,7 @@ func (b *Bus) Close() error {
 		running := b.reg.Close()
 		b.queue.Close()
 		close(b.stop)
+		b.start.Do(func() { close(b.done) }) // deliver never ran
 		if !running {
 			<-b.done
 		}
