@@ -149,3 +149,41 @@ func TestPresenceMaxKeys(t *testing.T) {
 		t.Fatalf("diff after the return: %v", f)
 	}
 }
+
+// presence_count is paced: a burst of joins (one diff each, no diff
+// window here) gives a count member the first change at once and then at
+// most one frame per CountInterval, the last one with the final counts.
+func TestPresenceCountPaced(t *testing.T) {
+	st := newStackCfg(t, presencechannel.Config{})
+	counter := st.user(t, "c")
+	if got := counter.call(`["1","1","room:p","phx_join",{"presence":{"mode":"count"}}]`); got != replyOK {
+		t.Fatalf("count join: %s", got)
+	}
+	const n = 40
+	start := time.Now()
+	for i := range n {
+		if got := st.user(t, "u"+strings.Repeat("x", i)).join("1", "room:p", `{"meta":{}}`); got != replyOK {
+			t.Fatalf("join %d: %s", i, got)
+		}
+	}
+	burst := time.Since(start)
+	frames := 0
+	for {
+		f := counter.recv()
+		if f[3] != "presence_count" {
+			t.Fatalf("a count member got %v", f)
+		}
+		frames++
+		if payloadJSON(f) == `{"keys":40,"metas":40}` {
+			break
+		}
+	}
+	// the join's own count, the leading change, one per interval of the
+	// burst, the trailing one
+	if most := min(3+int(burst/presencechannel.CountInterval), n/4); frames > most {
+		t.Fatalf("%d presence_count frames for %d joins in %v, want at most %d", frames, n, burst, most)
+	}
+	if late := time.Since(start) - burst; late > presencechannel.CountInterval+time.Second {
+		t.Fatalf("the final count came %v after the last join", late)
+	}
+}
