@@ -35,11 +35,7 @@ func newPhxStack(t *testing.T) *phxStack {
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := presencechannel.New(presencechannel.Config{Presence: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := phx.New(phx.Config{Channels: ch.Routes(), Connect: ch.Connect})
+	srv, _, err := presencechannel.NewServer(presencechannel.Config{Presence: p}, phx.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ type ReplicaStatus struct {
 	// visible for GraceLeft more, then leave.
 	Stopping  bool
 	GraceLeft time.Duration
-	// Shard is the shard index that knows it.
+	// Shard is the index of the shard whose view this is.
 	Shard int
 }
 
@@ -268,11 +268,20 @@ func (t *Tracker) Get(topic, key string) []Presence { return t.shardFor(topic).g
 // Count returns the number of visible presences of topic.
 func (t *Tracker) Count(topic string) int { return t.shardFor(topic).count(topic) }
 
-// Replicas lists the peer replicas every shard knows.
+// Replicas lists the peer replicas the shards know, one entry per replica
+// (name and vsn): every shard tracks every peer, and the entry is the view
+// of the lowest shard that knows it.
 func (t *Tracker) Replicas() []ReplicaStatus {
 	var out []ReplicaStatus
+	seen := map[crdt.Replica]bool{}
 	for _, s := range t.shards {
-		out = append(out, s.replicas()...)
+		for _, r := range s.replicas() {
+			id := crdt.Replica{Name: r.Name, Vsn: r.Vsn}
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, r)
+			}
+		}
 	}
 	return out
 }

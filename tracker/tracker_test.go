@@ -110,6 +110,21 @@ func TestTrackerBuildsPoolOfShards(t *testing.T) {
 	})
 }
 
+// Every shard of a pool tracks every peer; Replicas lists each peer once.
+func TestReplicasOncePerPeer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := membus.NewNetwork()
+		ns := startNodes(t, net, 4, "n1", "n2")
+		defer stopNodes(ns)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		rs := ns[0].tr.Replicas()
+		if len(rs) != 1 || rs[0].Name != "n2" || rs[0].Vsn != ns[1].tr.Vsn() || rs[0].Status() != "up" {
+			t.Fatalf("replicas %+v", rs)
+		}
+	})
+}
+
 // Local and remote tracks join; local and remote owner deaths leave.
 func TestLocalAndRemoteEvents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

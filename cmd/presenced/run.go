@@ -552,13 +552,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 
 	ccfg := o.channelConfig()
 	ccfg.Presence, ccfg.Logger = p, log
-	ch, err := presencechannel.New(ccfg)
-	if err != nil {
-		return err
-	}
-	pcfg := o.phxConfig()
-	pcfg.Channels, pcfg.Connect, pcfg.Logger = ch.Routes(), ch.Connect, log
-	srv, err := phx.New(pcfg)
+	srv, _, err := presencechannel.NewServer(ccfg, o.phxConfig())
 	if err != nil {
 		return err
 	}
@@ -585,14 +579,8 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			GraceLeftMs int64 `json:"grace_left_ms,omitempty"`
 		}
 		tr := p.Tracker()
-		seen := map[string]bool{}
 		out := []replica{{Name: tr.Node(), Vsn: tr.Vsn(), Status: "up", Self: true}}
-		for _, r := range tr.Replicas() {
-			k := fmt.Sprintf("%s/%d", r.Name, r.Vsn)
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
+		for _, r := range tr.Replicas() { // one entry per replica
 			rep := replica{Name: r.Name, Vsn: r.Vsn, Status: r.Status()}
 			if r.Stopping {
 				rep.GraceLeftMs = max(r.GraceLeft.Milliseconds(), 1)
@@ -705,8 +693,9 @@ func redactURLs(s string) string {
 	return strings.Join(parts, ",")
 }
 
-// phxConfig is the socket server's configuration, less what comes from
-// the running node (channels, Connect, the logger).
+// phxConfig is the socket server's configuration, less what
+// presencechannel.NewServer adds (the channel's routes and Connect, the
+// logger).
 func (o *options) phxConfig() phx.Config {
 	return phx.Config{
 		AllowedOrigins:      o.allowedOrigins(),

@@ -24,6 +24,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/gopresence/presence/internal/logtest"
 	"github.com/gopresence/presence/phx"
 	"github.com/gopresence/presence/phx/presencechannel"
 	"github.com/gopresence/presence/web"
@@ -34,20 +35,11 @@ func env(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
-// syncBuf is a bytes.Buffer safe for the node's goroutines and the test.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // testNode is a node started in-process by startNode.
 type testNode struct {
-	addr string // host:port of the HTTP listener
-	out  *syncBuf
-	stop func() error // cancels the node and waits for serve to return
+	addr string          // host:port of the HTTP listener
+	out  *logtest.Buffer // stdout and stderr
+	stop func() error    // cancels the node and waits for serve to return
 }
 
 // startNode parses args over environ, lets tweak adjust the options (nil:
@@ -55,7 +47,7 @@ type testNode struct {
 // end of the test, unless stopped before.
 func startNode(t *testing.T, args []string, environ map[string]string, tweak func(*options)) *testNode {
 	t.Helper()
-	out := &syncBuf{}
+	out := &logtest.Buffer{}
 	o, err := parse(append([]string{"--listen", "127.0.0.1:0", "--log-level", "warn"}, args...), env(environ), out)
 	if err != nil {
 		t.Fatal(err)

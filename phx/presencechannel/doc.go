@@ -7,9 +7,11 @@
 // Wiring:
 //
 //	p, _ := presence.New(presence.Config{...}); p.Start(ctx)
-//	ch, _ := presencechannel.New(presencechannel.Config{Presence: p, Secret: secret})
-//	srv, _ := phx.New(phx.Config{Channels: ch.Routes(), Connect: ch.Connect})
+//	srv, _, _ := presencechannel.NewServer(presencechannel.Config{Presence: p, Secret: secret}, phx.Config{})
 //	http.Handle("/socket/", srv)
+//
+// (NewServer is presencechannel.New and phx.New wired together, as
+// presenced runs them.)
 //
 // Connections authenticate with a JWT (HS256, "sub" = presence key,
 // optional "topics" claim) or, in development mode (no Secret), with a

@@ -35,12 +35,8 @@ func BenchmarkJoinTrack(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer p.Close()
-	ch, err := presencechannel.New(presencechannel.Config{Presence: p})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := phx.New(phx.Config{Channels: ch.Routes(), Connect: ch.Connect,
-		JoinRate: -1, MaxChannels: 1 << 30})
+	srv, _, err := presencechannel.NewServer(presencechannel.Config{Presence: p},
+		phx.Config{JoinRate: -1, MaxChannels: 1 << 30})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gopresence/presence"
+	"github.com/gopresence/presence/internal/logtest"
 	"github.com/gopresence/presence/phx"
 	"github.com/gopresence/presence/phx/presencechannel"
 )
@@ -160,8 +161,8 @@ func TestMaxBroadcastBytes(t *testing.T) {
 // more topics does not buy more; another connection has its own budget.
 // Refused broadcasts are not relayed, and logged once a second.
 func TestBroadcastRatePerConnection(t *testing.T) {
-	var buf lockedBuf
-	log := slog.New(slog.NewTextHandler(&buf, nil))
+	var buf logtest.Buffer
+	log := buf.Logger(slog.LevelInfo)
 	st := newStackCfg(t, presencechannel.Config{BroadcastRate: 0.001, BroadcastBurst: 2, Logger: log})
 	w := st.user(t, "w")
 	w.join("1", "room:1", `{}`)
@@ -260,15 +261,7 @@ func startStack(t *testing.T, p *presence.Presence, cfg presencechannel.Config, 
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := presencechannel.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.Channels = ch.Routes()
-	if pc.Connect == nil {
-		pc.Connect = ch.Connect
-	}
-	srv, err := phx.New(pc)
+	srv, _, err := presencechannel.NewServer(cfg, pc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,8 +322,8 @@ func TestMaxMetasPerKeyInterface(t *testing.T) {
 
 // A join the token's topics do not allow is logged with key and topic.
 func TestUnauthorizedJoinLogged(t *testing.T) {
-	var buf lockedBuf
-	log := slog.New(slog.NewTextHandler(&buf, nil))
+	var buf logtest.Buffer
+	log := buf.Logger(slog.LevelInfo)
 	st := newStackCfg(t, presencechannel.Config{Secret: testSecret, Logger: log})
 	tok, _ := presencechannel.SignHS256(testSecret, map[string]any{"sub": "alice", "topics": []string{"room:a"}})
 	c, code := st.dial(t, url.Values{"token": {tok}})

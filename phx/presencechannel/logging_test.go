@@ -1,36 +1,18 @@
 package presencechannel_test
 
 import (
-	"bytes"
 	"encoding/base64"
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gopresence/presence"
+	"github.com/gopresence/presence/internal/logtest"
 	"github.com/gopresence/presence/phx"
 	"github.com/gopresence/presence/phx/presencechannel"
 )
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // Secrets stay out of the log with the built-in presence channel, as
 // Phoenix filters join params in its logs: with phx and the channel both logging at
@@ -39,8 +21,8 @@ func (l *lockedBuf) String() string {
 // payloads carrying secrets, leave no token, password or meta in the log;
 // the refusals are logged with their cause.
 func TestPresenceChannelLogsNoSecrets(t *testing.T) {
-	var buf lockedBuf
-	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var buf logtest.Buffer
+	log := buf.Logger(slog.LevelDebug)
 	secret := []byte("s3cret-s3cret-s3cret-s3cret-s3cr")
 	p, err := presence.New(presence.Config{})
 	if err != nil {

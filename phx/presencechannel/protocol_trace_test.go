@@ -132,14 +132,8 @@ func newStack(t *testing.T) *stack {
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := presencechannel.New(presencechannel.Config{Presence: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := phx.New(phx.Config{
-		Channels: ch.Routes(), Connect: ch.Connect,
-		LongPoll: true, LongPollWindow: lpWindow,
-	})
+	srv, _, err := presencechannel.NewServer(presencechannel.Config{Presence: p},
+		phx.Config{LongPoll: true, LongPollWindow: lpWindow})
 	if err != nil {
 		t.Fatal(err)
 	}

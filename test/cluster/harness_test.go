@@ -12,14 +12,15 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gopresence/presence/internal/loadtest"
-	"github.com/gopresence/presence/internal/testenv"
 	"github.com/gorilla/websocket"
+
+	"github.com/gopresence/presence/internal/loadtest"
+	"github.com/gopresence/presence/internal/logtest"
+	"github.com/gopresence/presence/internal/testenv"
 )
 
 var binary string // built once by TestMain
@@ -63,22 +64,9 @@ type node struct {
 	args []string
 	http string // host:port
 	cmd  *exec.Cmd
-	out  *lockedBuf
+	out  *logtest.Buffer
 	done chan struct{}
 }
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 func startNode(t *testing.T, name string, extra ...string) *node {
 	t.Helper()
@@ -91,7 +79,7 @@ func startNode(t *testing.T, name string, extra ...string) *node {
 
 func (n *node) start() {
 	n.t.Helper()
-	n.out = &lockedBuf{}
+	n.out = &logtest.Buffer{}
 	n.cmd = exec.Command(binary, n.args...)
 	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
 	if err := n.cmd.Start(); err != nil {

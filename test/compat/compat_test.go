@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopresence/presence/internal/logtest"
 	"github.com/gopresence/presence/internal/testenv"
 )
 
@@ -117,31 +118,13 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// syncBuf is a goroutine-safe output buffer.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // server is one presenced process, restartable on the same address.
 type server struct {
 	name string
 	bin  string
 	addr string
 	args []string
-	out  *syncBuf // every run's output
+	out  *logtest.Buffer // every run's output
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -163,7 +146,7 @@ func startServer(t *testing.T) *server {
 // it is killed when t ends, and its output is logged if t failed.
 func launch(t *testing.T, name, addr string, args []string) *server {
 	t.Helper()
-	s := &server{name: name, bin: presenced(t), addr: addr, args: args, out: &syncBuf{}}
+	s := &server{name: name, bin: presenced(t), addr: addr, args: args, out: &logtest.Buffer{}}
 	t.Cleanup(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()

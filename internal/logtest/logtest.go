@@ -1,0 +1,49 @@
+// Package logtest captures what a node or a process logs, for the tests
+// that read it: a Buffer is an io.Writer safe for concurrent writers (the
+// node's goroutines, a child process's output copier) and the test that
+// reads it, and makes a slog.Logger that writes into it.
+package logtest
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync"
+)
+
+// Buffer collects everything written to it. The zero value is empty and
+// ready; a Buffer must not be copied after first use.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p; it never fails.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Lines returns the complete and partial lines written so far, without
+// their newlines; nil when nothing was written.
+func (b *Buffer) Lines() []string {
+	s := strings.TrimRight(b.String(), "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+// Logger returns a logger writing the records of level and above into b,
+// one line each in slog's text format (what an operator reads).
+func (b *Buffer) Logger(level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: level}))
+}
