@@ -150,7 +150,7 @@ func TestCloseKeepsCallerConn(t *testing.T) {
 }
 
 // TestReconnect restarts the server on the same port: the buses reconnect
-// and their subscriptions work again.
+// and their subscriptions work again (pubsubtest.RunReconnect).
 func TestReconnect(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -158,52 +158,27 @@ func TestReconnect(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	srv, err := natsembed.Start(ctx, natsembed.Config{Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newBus(t, srv.ClientURL(), "a")
-	b := newBus(t, srv.ClientURL(), "b")
-	got := make(chan pubsub.Message, 100)
-	if _, err := b.Subscribe("t", func(m pubsub.Message) { got <- m }); err != nil {
-		t.Fatal(err)
-	}
-	send := func(want string) {
-		t.Helper()
-		// Publish until one arrives: while the client reconnects and
-		// re-subscribes, messages may be lost.
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if err := a.Broadcast(ctx, "t", []byte(want)); err != nil {
-				t.Logf("Broadcast: %v", err)
-			}
-			select {
-			case m := <-got:
-				if string(m.Data) == want {
-					return
-				}
-			case <-tick.C:
-			case <-ctx.Done():
-				t.Fatalf("%q never arrived", want)
-			}
+	srv := startServer(t, natsembed.Config{Port: port})
+	var buses []*natsbus.Bus
+	pubsubtest.RunReconnect(t, func(t *testing.T, names []string) []pubsub.Bus {
+		var out []pubsub.Bus
+		for _, name := range names {
+			b := newBus(t, srv.ClientURL(), name)
+			buses = append(buses, b)
+			out = append(out, b)
 		}
-	}
-	send("before")
-	srv.Close()
-	srv2, err := natsembed.Start(ctx, natsembed.Config{Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv2.Close()
-	send("after")
-	if !a.Conn().IsConnected() || !b.Conn().IsConnected() {
-		t.Fatal("not connected after reconnect")
-	}
-	if r := b.Conn().Stats().Reconnects; r < 1 {
-		t.Errorf("Reconnects = %d, want ≥ 1", r)
+		return out
+	}, func(t *testing.T) {
+		srv.Close()
+		startServer(t, natsembed.Config{Port: port})
+	})
+	for _, b := range buses {
+		if !b.Conn().IsConnected() {
+			t.Fatalf("%s not connected after reconnect", b.NodeName())
+		}
+		if r := b.Conn().Stats().Reconnects; r < 1 {
+			t.Errorf("%s: Reconnects = %d, want ≥ 1", b.NodeName(), r)
+		}
 	}
 }
 

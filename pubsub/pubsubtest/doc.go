@@ -20,6 +20,9 @@
 //		})
 //	}
 //
+// RunReconnect is a second, separate check for adapters of a networked
+// broker: buses outlive a restart of their server.
+//
 // The suite treats a subscription as eventually effective, as it is with
 // a networked broker (a new NATS interest takes a moment to reach the other
 // servers of a cluster): after subscribing, it sends synchronisation

@@ -71,46 +71,19 @@ func TestConfigErrors(t *testing.T) {
 }
 
 // TestReconnect kills redis-server and starts a new one on the same port:
-// the buses re-subscribe and messages flow again.
+// the buses re-subscribe and messages flow again (pubsubtest.RunReconnect).
 func TestReconnect(t *testing.T) {
 	srv := startRedis(t, 0)
-	cfg := redisbus.Config{URL: srv.url(), HealthCheckInterval: 100 * time.Millisecond}
-	cfg.NodeName = "a"
-	a := newBus(t, cfg)
-	cfg.NodeName = "b"
-	b := newBus(t, cfg)
-	got := make(chan pubsub.Message, 100)
-	if _, err := b.Subscribe("t", func(m pubsub.Message) { got <- m }); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	send := func(want string) {
-		t.Helper()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if err := a.Broadcast(ctx, "t", []byte(want)); err != nil {
-				t.Logf("Broadcast: %v", err)
-			}
-			if err := a.DirectBroadcast(ctx, "b", "t", []byte(want)); err != nil {
-				t.Logf("DirectBroadcast: %v", err)
-			}
-			select {
-			case m := <-got:
-				if string(m.Data) == want {
-					return
-				}
-			case <-tick.C:
-			case <-ctx.Done():
-				t.Fatalf("%q never arrived", want)
-			}
+	pubsubtest.RunReconnect(t, func(t *testing.T, names []string) []pubsub.Bus {
+		var out []pubsub.Bus
+		for _, name := range names {
+			out = append(out, newBus(t, redisbus.Config{URL: srv.url(), NodeName: name, HealthCheckInterval: 100 * time.Millisecond}))
 		}
-	}
-	send("before")
-	srv.stop()
-	startRedis(t, srv.port)
-	send("after")
+		return out
+	}, func(t *testing.T) {
+		srv.stop()
+		startRedis(t, srv.port)
+	})
 }
 
 func TestMalformedIgnored(t *testing.T) {
