@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/gopresence/presence/internal/queue"
 )
 
 // Sentinel errors.
@@ -595,67 +597,37 @@ func (s *Socket) Close() error {
 
 // eventQueue runs callbacks one at a time on its own goroutine.
 type eventQueue struct {
-	mu      sync.Mutex
-	q       []func()
-	wake    chan struct{}
-	closed  bool
-	running bool // a batch of callbacks is running
-	done    chan struct{}
+	q    *queue.Queue[func()]
+	done chan struct{}
 }
 
 func newEventQueue() *eventQueue {
-	e := &eventQueue{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	e := &eventQueue{q: queue.New[func()](0), done: make(chan struct{})}
 	go e.loop()
 	return e
 }
 
-func (e *eventQueue) push(f func()) {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return
-	}
-	e.q = append(e.q, f)
-	e.mu.Unlock()
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
-}
+// push queues f; after close it drops it.
+func (e *eventQueue) push(f func()) { e.q.Push(f) }
 
 // close lets the loop finish what is queued and stop.
-func (e *eventQueue) close() {
-	e.mu.Lock()
-	e.closed = true
-	e.mu.Unlock()
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
-}
+func (e *eventQueue) close() { e.q.Close() }
 
 func (e *eventQueue) loop() {
 	defer close(e.done)
-	e.mu.Lock()
 	for {
-		batch, closed := e.q, e.closed
-		e.q = nil
+		batch, closed := e.q.Take()
 		if len(batch) == 0 {
-			e.mu.Unlock()
 			if closed {
 				return
 			}
-			<-e.wake
-			e.mu.Lock()
+			<-e.q.Ready()
 			continue
 		}
-		e.running = true
-		e.mu.Unlock()
 		for _, f := range batch {
 			f()
 		}
-		e.mu.Lock()
-		e.running = false
+		e.q.Done(len(batch))
 	}
 }
 
@@ -665,10 +637,7 @@ func (e *eventQueue) loop() {
 // When none is running the caller is not the loop, so waiting is safe.
 // close must have been called.
 func (e *eventQueue) wait() {
-	e.mu.Lock()
-	running := e.running
-	e.mu.Unlock()
-	if !running {
+	if !e.q.Busy() {
 		<-e.done
 	}
 }

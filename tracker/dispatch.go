@@ -7,71 +7,40 @@ import (
 	"sync"
 
 	"github.com/gopresence/presence/internal/crdt"
+	"github.com/gopresence/presence/internal/queue"
 )
 
 // dispatcher delivers a shard's diffs in order from its own goroutine, so
 // the shard never waits for subscribers. Its queue is unbounded: diffs are
 // never dropped (a subscriber that cannot keep up must shed load itself).
+// A batch's Seq is its number in the queue (queue.Queue.Pushed).
 type dispatcher struct {
-	mu     sync.Mutex
-	queue  [][]crdt.Diff
-	signal chan struct{}
-	closed bool
-	idle   *sync.Cond
-	busy   bool
-	// pushed and done count the batches queued and delivered (see flush).
-	pushed, done uint64
-	handle       func([]Diff)
-	logger       *slog.Logger
+	q      *queue.Queue[[]crdt.Diff]
+	handle func([]Diff)
+	logger *slog.Logger
 }
 
 func (d *dispatcher) init(h func([]Diff), logger *slog.Logger) {
-	d.signal = make(chan struct{}, 1)
+	d.q = queue.New[[]crdt.Diff](0)
 	d.handle = h
 	d.logger = logger
-	d.idle = sync.NewCond(&d.mu)
 }
 
 func (d *dispatcher) push(ds []crdt.Diff) {
 	if d.handle == nil {
 		return
 	}
-	d.mu.Lock()
-	d.queue = append(d.queue, ds)
-	d.pushed++
-	d.mu.Unlock()
-	select {
-	case d.signal <- struct{}{}:
-	default:
-	}
+	d.q.Push(ds) // unbounded; the shard closes the queue only once it stopped
 }
 
 // seq is the Seq of the last batch queued: the diffs the shard's state
 // holds so far.
-func (d *dispatcher) seq() uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.pushed
-}
+func (d *dispatcher) seq() uint64 { return d.q.Pushed() }
 
-func (d *dispatcher) close() {
-	d.mu.Lock()
-	d.closed = true
-	d.mu.Unlock()
-	select {
-	case d.signal <- struct{}{}:
-	default:
-	}
-}
+func (d *dispatcher) close() { d.q.Close() }
 
 // wait blocks until every queued diff was delivered.
-func (d *dispatcher) wait() {
-	d.mu.Lock()
-	for len(d.queue) > 0 || d.busy {
-		d.idle.Wait()
-	}
-	d.mu.Unlock()
-}
+func (d *dispatcher) wait() { d.q.WaitIdle() }
 
 // flush blocks until every batch queued before the call was delivered,
 // the dispatcher closed, or ctx is done. Unlike wait it does not wait for
@@ -80,40 +49,16 @@ func (d *dispatcher) flush(ctx context.Context) error {
 	if d.handle == nil {
 		return nil
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	target := d.pushed
-	if d.done >= target || d.closed {
-		return nil
-	}
-	stop := context.AfterFunc(ctx, func() {
-		d.mu.Lock()
-		d.idle.Broadcast()
-		d.mu.Unlock()
-	})
-	defer stop()
-	for d.done < target && !d.closed {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		d.idle.Wait()
-	}
-	return nil
+	return d.q.Flush(ctx)
 }
 
+// run delivers the queued batches until the queue is closed and empty.
 func (d *dispatcher) run(wg *sync.WaitGroup) {
 	defer wg.Done()
-	for range d.signal {
+	var delivered uint64
+	for range d.q.Ready() {
 		for {
-			d.mu.Lock()
-			q := d.queue
-			d.queue = nil
-			closed := d.closed
-			d.busy = len(q) > 0
-			if len(q) == 0 {
-				d.idle.Broadcast()
-			}
-			d.mu.Unlock()
+			q, closed := d.q.Take()
 			if len(q) == 0 {
 				if closed {
 					return
@@ -121,16 +66,13 @@ func (d *dispatcher) run(wg *sync.WaitGroup) {
 				break
 			}
 			for i, ds := range q {
-				seq := d.done + uint64(i) + 1
+				seq := delivered + uint64(i) + 1
 				for _, x := range ds {
 					d.deliver(groupByTopic(x, seq))
 				}
 			}
-			d.mu.Lock()
-			d.busy = false
-			d.done += uint64(len(q))
-			d.idle.Broadcast()
-			d.mu.Unlock()
+			delivered += uint64(len(q))
+			d.q.Done(len(q))
 		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/gopresence/presence/internal/queue"
 	"github.com/gopresence/presence/pubsub"
 )
 
@@ -230,16 +231,10 @@ func indexOf(subs []*Sub, s *Sub) int {
 // memory growth of the whole node, a bound turns it into counted loss,
 // which Presence already tolerates (any Bus may lose messages).
 type Queue struct {
-	max     int
-	log     *slog.Logger
-	dropped atomic.Uint64
-	ready   chan struct{} // a token when the queue became non-empty
-
-	mu       sync.Mutex
-	items    []item
-	head     int
-	closed   bool
-	dropping bool // the queue was full at the last Push (for logging)
+	q        *queue.Queue[item]
+	max      int
+	log      *slog.Logger
+	dropping atomic.Bool // the queue was full at the last Push (for logging)
 }
 
 type item struct {
@@ -257,7 +252,7 @@ func NewQueue(max int, log *slog.Logger) *Queue {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Queue{max: max, log: log, ready: make(chan struct{}, 1)}
+	return &Queue{q: queue.New[item](max), max: max, log: log}
 }
 
 // Push appends m, to be delivered to every subscription of m.Topic but
@@ -265,75 +260,44 @@ func NewQueue(max int, log *slog.Logger) *Queue {
 // full (the message is dropped, and counted when full). m.Data is shared
 // by all receivers; the caller must not modify it afterwards.
 func (q *Queue) Push(m pubsub.Message, except *Sub) bool {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		return false
-	}
-	if q.max > 0 && len(q.items)-q.head >= q.max {
-		first := !q.dropping
-		q.dropping = true
-		q.mu.Unlock()
-		q.dropped.Add(1)
-		if first {
+	switch err := q.q.Push(item{m, except}); err {
+	case nil:
+		if q.dropping.Load() {
+			q.dropping.Store(false)
+		}
+		return true
+	case queue.ErrFull:
+		if !q.dropping.Swap(true) {
 			q.log.Warn("pubsub: delivery queue full, dropping messages", "topic", m.Topic, "max_pending", q.max)
 		}
-		return false
 	}
-	q.dropping = false
-	if q.head > 0 && len(q.items) == cap(q.items) && q.head >= len(q.items)/2 {
-		// Reuse the consumed front instead of growing.
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
-	q.items = append(q.items, item{m, except})
-	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
-	return true
+	return false
 }
 
 // Ready has a token after a Push; the delivery goroutine then calls
 // Deliver.
-func (q *Queue) Ready() <-chan struct{} { return q.ready }
+func (q *Queue) Ready() <-chan struct{} { return q.q.Ready() }
 
 // Deliver hands every queued message, in order, to r.Deliver, including
 // those pushed meanwhile, and returns when the queue is empty or r is
 // closed. Only the delivery goroutine may call it.
 func (q *Queue) Deliver(r *Registry) {
 	for !r.Closed() {
-		q.mu.Lock()
-		if q.head == len(q.items) {
-			if cap(q.items) > 1024 {
-				q.items = nil // release a burst's memory while idle
-			} else {
-				q.items = q.items[:0]
-			}
-			q.head = 0
-			q.mu.Unlock()
+		it, ok := q.q.Pop()
+		if !ok {
 			return
 		}
-		it := q.items[q.head]
-		q.items[q.head] = item{}
-		q.head++
-		q.mu.Unlock()
 		r.Deliver(it.m, it.except)
 	}
 }
 
 // Dropped returns how many messages Push dropped because the queue was
 // full.
-func (q *Queue) Dropped() uint64 { return q.dropped.Load() }
+func (q *Queue) Dropped() uint64 { return q.q.Dropped() }
 
 // Close drops what is queued; later Push calls drop their message without
 // counting it.
 func (q *Queue) Close() {
-	q.mu.Lock()
-	q.closed = true
-	clear(q.items)
-	q.items, q.head = nil, 0
-	q.mu.Unlock()
+	q.q.Close()
+	q.q.Clear()
 }
