@@ -609,10 +609,10 @@ func (c *conn) join(m message, old *Socket) {
 		route:   ch,
 		state:   sockJoining,
 	}
-	c.srv.subscribe(s)
+	c.srv.hub.subscribe(s)
 	reply, err := c.callJoin(ch, s, m.payload)
 	if err != nil {
-		c.srv.unsubscribe(s)
+		c.srv.hub.unsubscribe(s)
 		c.mu.Lock()
 		s.state, s.pending, s.pendingBytes = sockClosed, nil, 0
 		c.mu.Unlock()
@@ -690,7 +690,7 @@ func (c *conn) callHandleIn(s *Socket, m message) (rep *Reply, err error) {
 
 // end takes s out of service: unsubscribed, closed, forgotten.
 func (c *conn) end(s *Socket) {
-	c.srv.unsubscribe(s)
+	c.srv.hub.unsubscribe(s)
 	c.mu.Lock()
 	s.state, s.pending, s.pendingBytes = sockClosed, nil, 0
 	c.mu.Unlock()

@@ -150,41 +150,25 @@ func (t *lpTransport) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := t.srv
-	params := r.URL.Query()
-	ser, ok := negotiate(params)
-	if !ok {
-		s.log.Warn("phx: unsupported vsn, connection refused", "peer", r.RemoteAddr, "vsn", params.Get("vsn"))
+	switch a, why, _ := s.handshake(r, transportLongPoll, r.Header.Get("X-Phoenix-AuthToken")); why {
+	case refusedVsn, refusedStop, refusedAuth:
 		writeLP(w, lpBody{Status: http.StatusForbidden})
-		return
-	}
-	if s.isStopping() {
-		writeLP(w, lpBody{Status: http.StatusForbidden})
-		return
-	}
-	ident, err := s.connect(r, params, transportLongPoll, ser, r.Header.Get("X-Phoenix-AuthToken"))
-	if err != nil {
-		s.log.Info("phx: connection refused", "peer", r.RemoteAddr, "transport", transportLongPoll, "err", err)
-		writeLP(w, lpBody{Status: http.StatusForbidden})
-		return
-	}
-	ip, err := s.reserve(r.RemoteAddr, ident.ID)
-	if err != nil {
-		s.log.Warn("phx: connection refused", "peer", r.RemoteAddr, "id", ident.ID, "transport", transportLongPoll, "err", err)
+	case refusedLimits:
 		// A real HTTP 429 with no body, not {"status":429}: phoenix.js reads
 		// only the body, throws on a status it does not know and never
 		// reconnects, while an empty body counts as a failed poll, which it
 		// retries with its reconnect backoff (as after a refused upgrade).
 		lpHeaders(w)
 		w.WriteHeader(http.StatusTooManyRequests)
-		return
+	default:
+		sess, err := t.newSession(a.ser, a.ident, r.RemoteAddr)
+		if err != nil {
+			s.release(a.ip, a.ident.ID)
+			writeLP(w, lpBody{Status: http.StatusForbidden})
+			return
+		}
+		writeLP(w, lpBody{Status: http.StatusGone, Token: sess.token, Messages: &[]string{}})
 	}
-	sess, err := t.newSession(ser, ident, r.RemoteAddr)
-	if err != nil {
-		s.release(ip, ident.ID)
-		writeLP(w, lpBody{Status: http.StatusForbidden})
-		return
-	}
-	writeLP(w, lpBody{Status: http.StatusGone, Token: sess.token, Messages: &[]string{}})
 }
 
 func newToken() (string, error) {

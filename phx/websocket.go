@@ -7,8 +7,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,56 +17,6 @@ import (
 // authTokenPrefix is the subprotocol phoenix.js uses to carry its auth
 // token (its authToken option), next to a "phoenix" subprotocol.
 const authTokenPrefix = "base64url.bearer.phx."
-
-// negotiate picks the serializer from the vsn parameter, as Phoenix: none
-// means 1.0.0; 1.0.x → V1; 2.0.x → V2; anything else is refused.
-func negotiate(params url.Values) (serializer, bool) {
-	vsn := "1.0.0"
-	if vs, ok := params["vsn"]; ok && len(vs) > 0 {
-		vsn = vs[len(vs)-1]
-	}
-	core, pre, _ := strings.Cut(vsn, "-")
-	if i := strings.IndexByte(core, '+'); i >= 0 {
-		core = core[:i]
-	}
-	parts := strings.Split(core, ".")
-	if len(parts) != 3 {
-		return 0, false
-	}
-	var n [3]uint64
-	for i, p := range parts {
-		if p == "" || (len(p) > 1 && p[0] == '0') {
-			return 0, false
-		}
-		v, err := strconv.ParseUint(p, 10, 32)
-		if err != nil {
-			return 0, false
-		}
-		n[i] = v
-	}
-	// "~> 1.0.0" / "~> 2.0.0": >= x.0.0 and < x.1.0; a pre-release of
-	// x.0.0 sorts below x.0.0.
-	if n[1] != 0 || (n[2] == 0 && strings.Contains(vsn, "-") && pre != "") {
-		return 0, false
-	}
-	switch n[0] {
-	case 1:
-		return serV1, true
-	case 2:
-		return serV2, true
-	}
-	return 0, false
-}
-
-// connect runs Config.Connect.
-func (s *Server) connect(r *http.Request, params url.Values, transport string, ser serializer, token string) (Identity, error) {
-	if s.cfg.Connect == nil {
-		return Identity{}, nil
-	}
-	return s.cfg.Connect(r.Context(), &ConnectInfo{
-		Request: r, Params: params, Transport: transport, Vsn: ser.String(), AuthToken: token,
-	})
-}
 
 // wsTransport serves Mount+"/websocket".
 type wsTransport struct {
@@ -120,31 +68,21 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}
-	params := r.URL.Query()
-	ser, ok := negotiate(params)
-	if !ok {
-		s.log.Warn("phx: unsupported vsn, connection refused", "peer", r.RemoteAddr, "vsn", params.Get("vsn"))
+	a, why, status := s.handshake(r, transportWebSocket, authToken(r))
+	switch why {
+	case refusedVsn:
 		w.WriteHeader(http.StatusForbidden)
 		return
-	}
-	if s.isStopping() {
+	case refusedStop:
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
-	}
-	ident, err := s.connect(r, params, transportWebSocket, ser, authToken(r))
-	if err != nil {
-		status := http.StatusForbidden
-		var ce *ConnectError
-		if errors.As(err, &ce) && ce.Status != 0 {
-			status = ce.Status
+	case refusedAuth:
+		if status == 0 {
+			status = http.StatusForbidden
 		}
-		s.log.Info("phx: connection refused", "peer", r.RemoteAddr, "transport", transportWebSocket, "err", err)
 		w.WriteHeader(status)
 		return
-	}
-	ip, err := s.reserve(r.RemoteAddr, ident.ID)
-	if err != nil {
-		s.log.Warn("phx: connection refused", "peer", r.RemoteAddr, "id", ident.ID, "transport", transportWebSocket, "err", err)
+	case refusedLimits:
 		w.WriteHeader(http.StatusTooManyRequests)
 		return
 	}
@@ -160,18 +98,18 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 	hj := &hijacker{ResponseWriter: w}
 	ws, err := t.upgrader.Upgrade(hj, r, hdr)
 	if err != nil {
-		s.release(ip, ident.ID)
+		s.release(a.ip, a.ident.ID)
 		return // the upgrader answered
 	}
 	nc := hj.conn.Conn
 	// Deadlines the HTTP server set for the request (its ReadTimeout and
 	// WriteTimeout) must not outlive it: the connection sets its own.
 	nc.SetDeadline(time.Time{})
-	c := newConn(s, transportWebSocket, ser, ident)
+	c := newConn(s, transportWebSocket, a.ser, a.ident)
 	c.peer = r.RemoteAddr
 	c.abort = func() { nc.Close() }
 	if !s.register(c) {
-		s.release(ip, ident.ID)
+		s.release(a.ip, a.ident.ID)
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
 		ws.Close()
 		return
@@ -179,7 +117,7 @@ func (t *wsTransport) serve(w http.ResponseWriter, r *http.Request) {
 	hj.conn.muted.Store(true) // from now on only phx writes (hijack.go)
 	// The reader runs on a goroutine of its own so that this handler, and
 	// with it net/http's per-request state and grown stack, can go.
-	c.expireAt(ident.ExpiresAt)
+	c.expireAt(a.ident.ExpiresAt)
 	go t.run(c, ws, hj.conn)
 }
 
