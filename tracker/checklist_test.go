@@ -100,7 +100,7 @@ func TestReplicaSilenceBeyondPermdownPeriod(t *testing.T) {
 	if p := s.Peers(); len(p) != 0 {
 		t.Fatalf("%+v", p)
 	}
-	if s.State().Knows(crdt.Replica{Name: "n2", Vsn: 3}) {
+	if _, ok := s.State().Context()[crdt.Replica{Name: "n2", Vsn: 3}]; ok {
 		t.Fatal("state still knows the permdowned replica")
 	}
 }
@@ -252,11 +252,11 @@ func TestDirtyListUntilPermdown(t *testing.T) {
 		crash n2
 		run 3s`)
 	n1 := s.Node("n1").Raw.State()
-	if len(n1.List("room:1")) != 0 || len(n1.All()) != 1 {
-		t.Fatalf("list %d, dirty %d", len(n1.List("room:1")), len(n1.All()))
+	if len(n1.List("room:1")) != 0 || n1.Size() != 1 {
+		t.Fatalf("list %d, dirty %d", len(n1.List("room:1")), n1.Size())
 	}
 	script(t, s, "run 3s")
-	if len(n1.All()) != 0 {
+	if n1.Size() != 0 {
 		t.Fatal("dirty list after permdown")
 	}
 }
@@ -276,7 +276,7 @@ func TestUntrackOneTopicKeepsOther(t *testing.T) {
 	s.Track(0, "o", "t1", "k", []byte(`{}`))
 	s.Track(0, "o", "t2", "k", []byte(`{}`))
 	s.Untrack(0, "o", "t1", "k")
-	if len(s.State().List("t2")) != 1 || len(s.State().List("t1")) != 0 || len(s.State().OwnerElements("o")) != 1 {
+	if len(s.State().List("t2")) != 1 || len(s.State().List("t1")) != 0 || s.State().Lookup("o", "t2", "k") == nil || s.State().Lookup("o", "t1", "k") != nil {
 		t.Fatal("untrack of one topic")
 	}
 }
@@ -293,8 +293,10 @@ func TestUntrackAll(t *testing.T) {
 	if r := s.Ready(); len(r.Diffs) != 1 || len(r.Diffs[0].Leaves) != 3 {
 		t.Fatal("one diff with every leave")
 	}
-	if len(s.State().OwnerElements("o")) != 0 {
-		t.Fatal("owner still has elements")
+	for i := range 3 {
+		if s.State().Lookup("o", fmt.Sprintf("t%d", i), "k") != nil {
+			t.Fatal("owner still has elements")
+		}
 	}
 }
 

@@ -82,7 +82,7 @@ func (d *dispatcher) run(wg *sync.WaitGroup) {
 func (d *dispatcher) deliver(ds []Diff) {
 	defer func() {
 		if r := recover(); r != nil && d.logger != nil {
-			d.logger.Error("tracker: HandleDiff panicked", "panic", r)
+			d.logger.Error("tracker: handleDiff panicked", "panic", r)
 		}
 	}()
 	d.handle(ds)

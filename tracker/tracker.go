@@ -48,7 +48,7 @@ type Diff struct {
 	Joins  []Presence
 	Leaves []Presence
 	// Seq numbers the shard's batches of diffs from 1, in the order they
-	// are handed to HandleDiff (the diffs of one step share it). With
+	// are handed to New's handleDiff (the diffs of one step share it). With
 	// ListAt it tells a subscriber which diffs a listing already holds.
 	Seq uint64
 }
@@ -362,7 +362,7 @@ func (t *Tracker) waitCtx(ctx context.Context) error {
 }
 
 // Flush waits until every diff of topic produced before the call has been
-// handed to HandleDiff, or ctx is done (its error is returned). A caller
+// handed to New's handleDiff, or ctx is done (its error is returned). A caller
 // that needs the consequences of its own command seen by subscribers
 // before it goes on (a channel that leaves, then lets its connection
 // rejoin) flushes. Only topic's shard is waited for.
@@ -371,7 +371,7 @@ func (t *Tracker) Flush(ctx context.Context, topic string) error {
 }
 
 // Sync waits until every diff produced so far has been handed to
-// HandleDiff. For tests and orderly shutdown.
+// New's handleDiff. For tests and orderly shutdown.
 func (t *Tracker) Sync() {
 	for _, s := range t.shards {
 		s.sync()

@@ -202,7 +202,7 @@ func TestUpdateWithFunction(t *testing.T) {
 }
 
 // Phoenix delivers diffs to the tracker module's handle_info, and a bad
-// return value crashes the shard. Our callback is HandleDiff: it receives
+// return value crashes the shard. Our callback is New's handleDiff: it receives
 // every diff; one that panics is logged and does not stop the shard (we
 // recover instead of crashing).
 func TestPanickingHandlerDoesNotStopShard(t *testing.T) {

@@ -166,15 +166,6 @@ func (s *State) ClockOf(r Replica) (uint64, bool) {
 	return rs.ctx, true
 }
 
-// Knows reports whether r has a context entry.
-func (s *State) Knows(r Replica) bool { _, ok := s.reps[r]; return ok }
-
-// IsDown reports whether r is held as down.
-func (s *State) IsDown(r Replica) bool {
-	rs := s.reps[r]
-	return rs != nil && rs.down
-}
-
 // Cloud lists the dots kept for r beyond its context, ascending.
 func (s *State) Cloud(r Replica) []uint64 {
 	rs := s.reps[r]
@@ -417,13 +408,6 @@ func (s *State) LeaveOwner(owner string) []*Element {
 	for _, e := range list {
 		s.Leave(e.Owner, e.Topic, e.Key)
 	}
-	return list
-}
-
-// OwnerElements lists the local elements of owner.
-func (s *State) OwnerElements(owner string) []*Element {
-	list := s.ownerList(owner)
-	SortElements(list)
 	return list
 }
 
@@ -735,19 +719,6 @@ func (s *State) Online() []*Element {
 	return out
 }
 
-// All lists every stored element, hidden ones included (a dirty read).
-// Writer only.
-func (s *State) All() []*Element {
-	out := make([]*Element, 0, s.size)
-	for _, ts := range s.topics {
-		for _, e := range ts.m {
-			out = append(out, e)
-		}
-	}
-	SortElements(out)
-	return out
-}
-
 // List returns the visible elements of topic, ordered by (owner, key).
 // Safe to call concurrently with the writer. The slice may be shared with
 // other callers: do not modify it.
@@ -868,19 +839,6 @@ func (s *State) Count(topic string) int {
 		}
 	}
 	return n
-}
-
-// Topics lists the topics with stored elements, sorted. Safe to call
-// concurrently with the writer.
-func (s *State) Topics() []string {
-	s.topicsMu.RLock()
-	out := make([]string, 0, len(s.topics))
-	for t := range s.topics {
-		out = append(out, t)
-	}
-	s.topicsMu.RUnlock()
-	slices.Sort(out)
-	return out
 }
 
 // OwnerElementsAll lists every local element, in (topic, key, owner) order.

@@ -74,9 +74,6 @@ func (s *Shard) Self() crdt.Replica { return s.self }
 // everything else belongs to the shard.
 func (s *Shard) State() *crdt.State { return s.state }
 
-// Generations are the shard's delta generations.
-func (s *Shard) Generations() *crdt.Generations { return s.gens }
-
 // Ready returns and clears what was produced.
 func (s *Shard) Ready() Ready {
 	r := s.ready
