@@ -5,7 +5,12 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"testing"
+	"time"
 )
+
+// waitTimeout bounds WaitLine.
+const waitTimeout = 3 * time.Second
 
 // Buffer collects everything written to it. The zero value is empty and
 // ready; a Buffer must not be copied after first use.
@@ -42,4 +47,31 @@ func (b *Buffer) Lines() []string {
 // one line each in slog's text format (what an operator reads).
 func (b *Buffer) Logger(level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: level}))
+}
+
+// WaitLine waits until a line containing every one of subs was written
+// and returns it; after 3 s it fails t with the lines written so far.
+func (b *Buffer) WaitLine(t testing.TB, subs ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		for _, l := range b.Lines() {
+			if containsAll(l, subs) {
+				return l
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q; lines:\n%s", subs, b.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }

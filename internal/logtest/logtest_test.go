@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Concurrent writers lose nothing; Lines splits records; Logger honours
@@ -25,5 +26,20 @@ func TestBuffer(t *testing.T) {
 	lines := b.Lines()
 	if len(lines) != 8 || slices.ContainsFunc(lines, func(l string) bool { return !strings.Contains(l, "msg=hello") }) {
 		t.Fatalf("lines %q", lines)
+	}
+}
+
+// WaitLine returns the first line with every substring, written before or
+// while it waits.
+func TestWaitLine(t *testing.T) {
+	var b Buffer
+	log := b.Logger(slog.LevelInfo)
+	log.Info("refused", "origin", "a")
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		log.Warn("refused", "origin", "b")
+	}()
+	if l := b.WaitLine(t, "refused", "origin=b"); !strings.Contains(l, "level=WARN") {
+		t.Fatalf("line %q", l)
 	}
 }
