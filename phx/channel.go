@@ -113,7 +113,7 @@ type Socket struct {
 	// ignored lists the broadcast events this socket does not receive.
 	ignored atomic.Pointer[[]string]
 
-	// under c.mu
+	// under c.out.mu (the outbox's delivery states)
 	state        int
 	pending      []frame
 	pendingBytes int64
@@ -171,7 +171,7 @@ func (s *Socket) Push(event string, payload any) error {
 		return nil // not representable on this transport; logged
 	}
 	f.sock = s
-	if !s.c.deliver(s, f) {
+	if !s.c.out.deliver(s, f) {
 		return ErrClosed
 	}
 	return nil

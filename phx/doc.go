@@ -41,3 +41,24 @@
 // for a new session, 200 with messages, 204 after the poll window, 403 when
 // refused), ndjson or whole-body POSTs, base64 lines for binary frames.
 package phx
+
+// Inside, one concern per file, and each lock named with what it guards:
+//
+//   - server.go: the Server, its live connections and limits (cmu).
+//   - hub.go: the topic registry (hub.mu) and Broadcast's fan-out.
+//   - handshake.go: what both transports check before a connection exists
+//     (vsn, stopping, Config.Connect, per-IP and per-ID limits).
+//   - conn.go: one connection's channel table and Phoenix's rules for each
+//     client message (conn.hmu); channel.go: the Socket a channel sees.
+//   - outbox.go: a connection's output (outbox.mu): the bounded queue, the
+//     frames held while a client frame is handled, the sockets' delivery
+//     states, the slow-consumer close. Only the outbox touches the queue;
+//     transports reach it through the sink interface (Binary, Pending,
+//     Wake, Send, Abort), never through hooks or by name.
+//   - websocket.go: the WebSocket transport (wsConn: sink and wsio.Peer,
+//     the reader loop); internal/wsio: the handshake, framing, raw writes,
+//     the writer goroutine (wsio.Conn's wmu) and reading, in bytes and
+//     net.Conn only. The WebSocket library never writes after the
+//     handshake.
+//   - longpoll.go: the long-poll transport (lpSession: sink; its mu guards
+//     the requests in progress).

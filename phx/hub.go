@@ -190,7 +190,7 @@ type bcast struct {
 }
 
 // deliver queues the broadcast to every socket of list but from (and
-// writes it, when the connection is idle: see conn.flush).
+// writes it, when the connection is idle: see outbox.deliver).
 func (b *bcast) deliver(list []*Socket, from *Socket) {
 	for _, sock := range list {
 		if sock == from {
@@ -200,14 +200,14 @@ func (b *bcast) deliver(list []*Socket, from *Socket) {
 			continue
 		}
 		if f, ok := b.frameFor(sock.c); ok {
-			sock.c.deliver(sock, f)
+			sock.c.out.deliver(sock, f)
 		}
 	}
 }
 
 func (b *bcast) frameFor(c *conn) (frame, bool) {
 	if b.payload == nil {
-		if c.ser == serV1 || c.transport == transportLongPoll {
+		if !c.carriesBinary() {
 			return frame{}, false
 		}
 		return b.bin, true

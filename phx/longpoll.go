@@ -30,17 +30,59 @@ type lpTransport struct {
 	wg       sync.WaitGroup // session teardown goroutines
 }
 
-// lpSession is one long-poll session: a conn whose queue GETs drain.
+// lpSession is one long-poll session: a conn whose queue GETs drain. It
+// is the sink of the conn's outbox: a poll takes what is queued, and Wake
+// wakes the poll waiting for it.
 type lpSession struct {
-	t     *lpTransport
-	token string
-	c     *conn
-	timer *time.Timer
+	t      *lpTransport
+	token  string
+	c      *conn
+	timer  *time.Timer
+	notify chan struct{} // cap 1: frames queued or closing
 
-	// under c.mu
+	// mu guards the requests in progress.
+	mu       sync.Mutex
 	lastPoll time.Time
 	polling  int
 	posting  int
+}
+
+var _ sink = (*lpSession)(nil)
+
+// Binary: long-poll answers carry text frames only (binary ones are
+// dropped when encoded, and logged).
+func (sess *lpSession) Binary() bool { return false }
+
+// Pending is 0: a poll takes frames off the queue and answers at once.
+func (sess *lpSession) Pending() int64 { return 0 }
+
+// Wake wakes a waiting poll; the first wake after closing starts the
+// session's teardown.
+func (sess *lpSession) Wake(closed bool) {
+	sess.signal()
+	if closed {
+		t := sess.t
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			sess.end()
+		}()
+	}
+}
+
+// Send is never taken: every frame waits for a poll.
+func (sess *lpSession) Send([]byte) bool { return false }
+
+// Abort does nothing: the session ends with its teardown, and a poll in
+// progress answers 410.
+func (sess *lpSession) Abort() {}
+
+// signal wakes whoever waits on notify (a poll).
+func (sess *lpSession) signal() {
+	select {
+	case sess.notify <- struct{}{}:
+	default:
+	}
 }
 
 // maxPosts is how many POSTs of one session may be read at once; more get
@@ -184,16 +226,10 @@ func (t *lpTransport) newSession(ser serializer, ident Identity, peer string) (*
 	if err != nil {
 		return nil, err
 	}
-	c := newConn(t.srv, transportLongPoll, ser, ident)
+	sess := &lpSession{t: t, token: tok, lastPoll: time.Now(), notify: make(chan struct{}, 1)}
+	c := newConn(t.srv, transportLongPoll, ser, ident, sess)
 	c.peer = peer
-	sess := &lpSession{t: t, token: tok, c: c, lastPoll: time.Now()}
-	c.kick = func() {
-		t.wg.Add(1)
-		go func() {
-			defer t.wg.Done()
-			sess.end()
-		}()
-	}
+	sess.c = c
 	if !t.srv.register(c) {
 		return nil, errors.New("phx: server stopping")
 	}
@@ -210,15 +246,15 @@ func (sess *lpSession) maxIdle() time.Duration { return sess.t.srv.cfg.LongPollW
 
 func (sess *lpSession) checkIdle() {
 	c := sess.c
-	c.mu.Lock()
+	closing := c.out.isClosing()
+	sess.mu.Lock()
 	idle := time.Since(sess.lastPoll)
 	polling := sess.polling
-	closing := c.closing
-	c.mu.Unlock()
+	sess.mu.Unlock()
 	switch {
 	case closing:
 	case polling == 0 && idle >= sess.maxIdle():
-		c.closeWith(CloseGoingAway, "inactive")
+		c.out.closeWith(CloseGoingAway, "inactive")
 	case polling > 0:
 		sess.timer.Reset(sess.maxIdle())
 	default:
@@ -226,7 +262,7 @@ func (sess *lpSession) checkIdle() {
 	}
 }
 
-// end tears the session down (run once, from the kick).
+// end tears the session down (run once, from Wake).
 func (sess *lpSession) end() {
 	t := sess.t
 	t.mu.Lock()
@@ -235,7 +271,7 @@ func (sess *lpSession) end() {
 	sess.timer.Stop()
 	sess.c.stopExpiry()
 	sess.c.endAll()
-	sess.c.signal() // wake a waiting poll
+	sess.signal() // wake a waiting poll
 	t.srv.unregister(sess.c)
 }
 
@@ -243,15 +279,15 @@ func (sess *lpSession) end() {
 // up to the window for some, else 204.
 func (sess *lpSession) poll(w http.ResponseWriter, r *http.Request) {
 	c := sess.c
-	c.mu.Lock()
+	sess.mu.Lock()
 	sess.polling++
 	sess.lastPoll = time.Now()
-	c.mu.Unlock()
+	sess.mu.Unlock()
 	defer func() {
-		c.mu.Lock()
+		sess.mu.Lock()
 		sess.polling--
 		sess.lastPoll = time.Now()
-		c.mu.Unlock()
+		sess.mu.Unlock()
 	}()
 	cfg := &sess.t.srv.cfg
 	// The answer is written within the window and WriteTimeout: a client
@@ -260,12 +296,7 @@ func (sess *lpSession) poll(w http.ResponseWriter, r *http.Request) {
 	timer := time.NewTimer(cfg.LongPollWindow)
 	defer timer.Stop()
 	for {
-		c.mu.Lock()
-		q, closing := c.queue, c.closing
-		if !closing && len(q) > 0 {
-			c.queue, c.queued = nil, 0
-		}
-		c.mu.Unlock()
+		q, closing := c.out.takePoll()
 		if closing {
 			writeLP(w, lpBody{Status: http.StatusGone, Messages: &[]string{}})
 			return
@@ -275,7 +306,7 @@ func (sess *lpSession) poll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		select {
-		case <-c.notify:
+		case <-sess.notify:
 		case <-timer.C:
 			writeLP(w, lpBody{Status: http.StatusNoContent, Token: sess.token, Messages: &[]string{}})
 			return
@@ -340,20 +371,20 @@ func (t *lpTransport) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := sess.c
-	c.mu.Lock()
+	sess.mu.Lock()
 	busy := sess.posting >= maxPosts
 	if !busy {
 		sess.posting++
 	}
-	c.mu.Unlock()
+	sess.mu.Unlock()
 	if busy {
 		w.WriteHeader(http.StatusTooManyRequests)
 		return
 	}
 	defer func() {
-		c.mu.Lock()
+		sess.mu.Lock()
 		sess.posting--
-		c.mu.Unlock()
+		sess.mu.Unlock()
 	}()
 	// A body trickled in is cut off after WriteTimeout.
 	http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.WriteTimeout))
@@ -383,7 +414,7 @@ func (t *lpTransport) post(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Like a malformed WebSocket frame: the session ends.
 		s.log.Warn("phx: ending long-poll session on a bad frame", "peer", r.RemoteAddr, "id", c.ident.ID, "err", err)
-		sess.c.closeWith(closeFor(err))
+		sess.c.out.closeWith(closeFor(err))
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}

@@ -161,19 +161,6 @@ func TestOneByteCloseFrameIs1002(t *testing.T) {
 	}
 }
 
-func TestFrameScan(t *testing.T) {
-	var f frameScan
-	// a masked text frame of 300 bytes (16-bit length), then a close of 1 byte, fed a byte at a time
-	in := append([]byte{0x81, 0x80 | 126, 1, 44, 1, 2, 3, 4}, make([]byte, 300)...)
-	in = append(in, 0x88, 0x81, 9, 9, 9, 9, 3)
-	for i := range in {
-		f.scan(in[i : i+1])
-	}
-	if !f.closeSeen || !f.badClose {
-		t.Fatalf("scan: %+v", f)
-	}
-}
-
 // bigPayload is a JSON object of about n bytes.
 func bigPayload(n int) json.RawMessage {
 	return json.RawMessage(`{"x":"` + strings.Repeat("x", n) + `"}`)
@@ -247,9 +234,9 @@ func TestDuplicateJoinDropsQueuedFrames(t *testing.T) {
 	e.srv.cmu.Lock()
 	defer e.srv.cmu.Unlock()
 	for c := range e.srv.conns {
-		c.mu.Lock()
-		closing, reason, waiting := c.closing, c.closeReason, c.waitingLocked()
-		c.mu.Unlock()
+		c.out.mu.Lock()
+		closing, reason, waiting := c.out.closing, c.out.closeReason, c.out.waitingLocked()
+		c.out.mu.Unlock()
 		if closing {
 			t.Fatalf("50 duplicate joins of a 1 MiB state closed the client: %q", reason)
 		}

@@ -201,7 +201,7 @@ func (s *Server) Disconnect(id string) int {
 	}
 	s.cmu.Unlock()
 	for _, c := range cs {
-		c.closeWith(CloseGoingAway, "disconnected")
+		c.out.closeWith(CloseGoingAway, "disconnected")
 	}
 	return len(cs)
 }
@@ -232,7 +232,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.cmu.Unlock()
 	for _, c := range cs {
-		c.closeWith(CloseGoingAway, "server shutting down")
+		c.out.closeWith(CloseGoingAway, "server shutting down")
 	}
 	done := make(chan struct{})
 	go func() {
@@ -263,10 +263,8 @@ func (s *Server) Close() error {
 	}
 	s.cmu.Unlock()
 	for _, c := range cs {
-		c.closeWith(CloseGoingAway, "server closed")
-		if c.abort != nil {
-			c.abort()
-		}
+		c.out.closeWith(CloseGoingAway, "server closed")
+		c.out.sink.Abort()
 	}
 	s.wg.Wait()
 	s.lp.wait()

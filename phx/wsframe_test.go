@@ -2,7 +2,6 @@ package phx
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -43,29 +42,34 @@ type writeLog struct {
 func logWrites(c *conn, limit int) *writeLog {
 	l := &writeLog{}
 	// Swap only while nobody writes: the frame before may still be going
-	// out (its writer reads c.direct without the lock).
-	for {
-		c.mu.Lock()
-		if !c.writerActive && len(c.queue) == 0 && c.partial == nil {
-			break
+	// out.
+	wrap := func(old func([]byte) (int, error)) func([]byte) (int, error) {
+		l.direct = old
+		return func(b []byte) (int, error) {
+			if limit > 0 && len(b) > limit {
+				b = b[:limit] // as a nearly full send buffer would
+			}
+			n, err := l.direct(b)
+			l.mu.Lock()
+			l.asked = append(l.asked, len(b))
+			l.taken = append(l.taken, n)
+			l.mu.Unlock()
+			return n, err
 		}
-		c.mu.Unlock()
+	}
+	for !swapRaw(c, wrap) {
 		time.Sleep(time.Millisecond)
 	}
-	l.direct = c.direct
-	c.direct = func(b []byte) (int, error) {
-		if limit > 0 && len(b) > limit {
-			b = b[:limit] // as a nearly full send buffer would
-		}
-		n, err := l.direct(b)
-		l.mu.Lock()
-		l.asked = append(l.asked, len(b))
-		l.taken = append(l.taken, n)
-		l.mu.Unlock()
-		return n, err
-	}
-	c.mu.Unlock()
 	return l
+}
+
+// swapRaw swaps c's raw write function when nothing is queued or being
+// written (see wsio.Conn.SwapRaw).
+func swapRaw(c *conn, swap func(func([]byte) (int, error)) func([]byte) (int, error)) bool {
+	c.out.mu.Lock()
+	queued := len(c.out.queue)
+	c.out.mu.Unlock()
+	return queued == 0 && c.out.sink.(*wsConn).ws.SwapRaw(swap)
 }
 
 func (l *writeLog) writes() int {
@@ -262,9 +266,9 @@ func TestDirectWriteAfterWriterDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.expect(`[null,null,"room:d","b",{"i":1}]`)
-	c.mu.Lock()
-	c.direct = l.direct // whole writes again
-	c.mu.Unlock()
+	for !swapRaw(c, func(func([]byte) (int, error)) func([]byte) (int, error) { return l.direct }) {
+		time.Sleep(time.Millisecond) // whole writes again, once the writer is done
+	}
 	time.Sleep(150 * time.Millisecond) // past the writer's deadline
 	for i := 2; i < 5; i++ {
 		if err := e.srv.Broadcast("room:d", "b", map[string]int{"i": i}); err != nil {
@@ -341,27 +345,4 @@ func TestSlowHandlerSmallQueue(t *testing.T) {
 		a.expect(fmt.Sprintf(`[null,null,"room:q","b",{"i":%d}]`, i))
 	}
 	a.expect(`["2","2","room:slowq","phx_reply",{"status":"ok","response":{}}]`)
-}
-
-// Read errors: gorilla's verdicts on the client's frames are protocol
-// errors (1002); ends of the stream and transport errors are not.
-func TestIsProtocolError(t *testing.T) {
-	for _, c := range []struct {
-		err  error
-		want bool
-	}{
-		{errors.New("websocket: bad MASK"), true},
-		{errors.New("websocket: unknown opcode 3"), true},
-		{websocket.ErrReadLimit, true},
-		{io.EOF, false},
-		{io.ErrUnexpectedEOF, false},
-		{&net.OpError{Op: "read", Err: net.ErrClosed}, false},
-		{fmt.Errorf("websocket: wrapped: %w", io.ErrClosedPipe), false},
-		{errors.New("tls: received record with version 3 when expecting version 303"), false},
-		{io.ErrClosedPipe, false},
-	} {
-		if got := isProtocolError(c.err); got != c.want {
-			t.Errorf("isProtocolError(%v) = %v", c.err, got)
-		}
-	}
 }

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package phx
+package wsio
 
 import "net"
 

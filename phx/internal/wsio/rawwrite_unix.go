@@ -1,6 +1,6 @@
 //go:build unix
 
-package phx
+package wsio
 
 import (
 	"net"
@@ -16,7 +16,7 @@ import (
 // goroutine for every frame; what the socket does not take is left to a
 // writer goroutine. The write holds the descriptor's write lock, so it
 // never interleaves with another write of the same connection. Its calls
-// are serialised by the connection (conn.writerActive), which lets it keep
+// are serialised by the connection (Conn.active), which lets it keep
 // its state, and the callback, in one allocation per connection.
 type rawWriter struct {
 	rc  syscall.RawConn
