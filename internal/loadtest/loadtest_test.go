@@ -29,11 +29,7 @@ func server(t *testing.T) (wsURL string) {
 	if err := p.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := presencechannel.New(presencechannel.Config{Presence: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := phx.New(phx.Config{Channels: ch.Routes(), Connect: ch.Connect})
+	srv, _, err := presencechannel.NewServer(presencechannel.Config{Presence: p}, phx.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
