@@ -173,26 +173,39 @@ func StopCluster(nodes []*Node) {
 	}
 }
 
-// Replicas is what the node's /api/v1/cluster says of the other nodes:
-// name → status (up, down, stopping, …).
-func (nd *Node) Replicas() (map[string]string, error) {
-	resp, err := http.Get("http://" + nd.HTTP + "/api/v1/cluster")
+// Replica is a replica as presenced's GET /api/v1/cluster lists it.
+type Replica struct {
+	Name   string `json:"name"`
+	Vsn    int64  `json:"vsn"`
+	Status string `json:"status"` // up, down, stopping, …
+	Self   bool   `json:"self"`
+}
+
+// ReadReplicas reads GET base/api/v1/cluster (base: http://host:port).
+func ReadReplicas(c *http.Client, base string) ([]Replica, error) {
+	resp, err := c.Get(base + "/api/v1/cluster")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var c struct {
-		Replicas []struct {
-			Name   string `json:"name"`
-			Status string `json:"status"`
-			Self   bool   `json:"self"`
-		} `json:"replicas"`
+	var body struct {
+		Replicas []Replica `json:"replicas"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, err
+	}
+	return body.Replicas, nil
+}
+
+// Replicas is what the node's /api/v1/cluster says of the other nodes:
+// name → status.
+func (nd *Node) Replicas() (map[string]string, error) {
+	rs, err := ReadReplicas(http.DefaultClient, "http://"+nd.HTTP)
+	if err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
-	for _, r := range c.Replicas {
+	for _, r := range rs {
 		if !r.Self {
 			out[r.Name] = r.Status
 		}

@@ -161,22 +161,12 @@ func (n *node) view(topic string) []string {
 }
 
 func (n *node) replicas() map[string]string {
-	resp, err := http.Get("http://" + n.http + "/api/v1/cluster")
+	rs, err := loadtest.ReadReplicas(http.DefaultClient, "http://"+n.http)
 	if err != nil {
 		return nil
 	}
-	defer resp.Body.Close()
-	var c struct {
-		Replicas []struct {
-			Name   string `json:"name"`
-			Vsn    int64  `json:"vsn"`
-			Status string `json:"status"`
-			Self   bool   `json:"self"`
-		} `json:"replicas"`
-	}
-	json.NewDecoder(resp.Body).Decode(&c)
 	out := map[string]string{}
-	for _, r := range c.Replicas {
+	for _, r := range rs {
 		if !r.Self {
 			out[r.Name] = fmt.Sprintf("%d/%s", r.Vsn, r.Status)
 		}

@@ -3,7 +3,6 @@ package compat
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopresence/presence/internal/loadtest"
 	"github.com/gopresence/presence/internal/logtest"
 	"github.com/gopresence/presence/internal/testenv"
 )
@@ -553,23 +553,12 @@ func waitCluster(t *testing.T, servers []*server) {
 	t.Helper()
 	client := &http.Client{Timeout: time.Second}
 	up := func(s *server) (map[string]bool, error) {
-		resp, err := client.Get(s.URL() + "/api/v1/cluster")
+		rs, err := loadtest.ReadReplicas(client, s.URL())
 		if err != nil {
 			return nil, err
 		}
-		defer resp.Body.Close()
-		var c struct {
-			Replicas []struct {
-				Name   string `json:"name"`
-				Status string `json:"status"`
-				Self   bool   `json:"self"`
-			} `json:"replicas"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
-			return nil, err
-		}
 		out := map[string]bool{}
-		for _, r := range c.Replicas {
+		for _, r := range rs {
 			if !r.Self && r.Status == "up" {
 				out[r.Name] = true
 			}
