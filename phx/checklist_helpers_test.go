@@ -1,14 +1,14 @@
 package phx
 
 import (
-	"bytes"
 	"context"
 	"log"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gopresence/presence/internal/logtest"
 )
 
 // funcChannel is a Channel made of optional hooks (a nil hook joins with
@@ -62,57 +62,20 @@ func (fc *funcChannel) nextSocket(t *testing.T) *Socket {
 }
 
 // logCapture records everything a slog.Logger writes, one text line per
-// record (slog's text format: what an operator would read).
-type logCapture struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (lc *logCapture) Write(p []byte) (int, error) {
-	lc.mu.Lock()
-	defer lc.mu.Unlock()
-	return lc.buf.Write(p)
-}
+// record (logtest.Buffer, with the short names this package's tests use).
+type logCapture struct{ logtest.Buffer }
 
 // logger returns a logger writing every level to lc.
-func (lc *logCapture) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(lc, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func (lc *logCapture) logger() *slog.Logger { return lc.Logger(slog.LevelDebug) }
 
 // lines returns the records written so far.
-func (lc *logCapture) lines() []string {
-	lc.mu.Lock()
-	defer lc.mu.Unlock()
-	s := strings.TrimRight(lc.buf.String(), "\n")
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, "\n")
-}
+func (lc *logCapture) lines() []string { return lc.Lines() }
 
 // waitLine waits until a record containing every one of subs was written
 // and returns it.
 func (lc *logCapture) waitLine(t *testing.T, subs ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		for _, l := range lc.lines() {
-			ok := true
-			for _, s := range subs {
-				if !strings.Contains(l, s) {
-					ok = false
-					break
-				}
-			}
-			if ok {
-				return l
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log record with %q; records:\n%s", subs, strings.Join(lc.lines(), "\n"))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return lc.WaitLine(t, subs...)
 }
 
 // checkNoSecrets fails if any record contains one of secrets.

@@ -230,13 +230,20 @@ func (t *lpTransport) newSession(ser serializer, ident Identity, peer string) (*
 	c := newConn(t.srv, transportLongPoll, ser, ident, sess)
 	c.peer = peer
 	sess.c = c
-	if !t.srv.register(c) {
-		return nil, errors.New("phx: server stopping")
-	}
+	// The timer and the token are in place before register: from then on
+	// a Shutdown may close the session, and its end stops the timer and
+	// drops the token.
+	sess.timer = time.AfterFunc(sess.maxIdle(), sess.checkIdle)
 	t.mu.Lock()
 	t.sessions[tok] = sess
 	t.mu.Unlock()
-	sess.timer = time.AfterFunc(sess.maxIdle(), sess.checkIdle)
+	if !t.srv.register(c) {
+		sess.timer.Stop()
+		t.mu.Lock()
+		delete(t.sessions, tok)
+		t.mu.Unlock()
+		return nil, errors.New("phx: server stopping")
+	}
 	c.expireAt(ident.ExpiresAt)
 	return sess, nil
 }
