@@ -220,6 +220,16 @@ func cpu(nodes []*Node, into map[string]float64) {
 	}
 }
 
+// cpuSince is each node's CPU seconds since before (a reading of cpu).
+func cpuSince(nodes []*Node, before map[string]float64) map[string]float64 {
+	now := map[string]float64{}
+	cpu(nodes, now)
+	for k := range now {
+		now[k] -= before[k]
+	}
+	return now
+}
+
 // settle waits until every view is exact, then one second more, and
 // records the views' frames from t0 on.
 func settle(ctx context.Context, o *Options, watchers []*member, t0 time.Time, within time.Duration, r *ClusterReport) {
@@ -366,12 +376,7 @@ func runDeploy(ctx context.Context, o *Options, nodes []*Node, r *ClusterReport,
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop.Term(30 * time.Second) }()
 	settle(ctx, o, ms, t0, time.Until(deadlineOf(ctx, 5*time.Second)), r)
-	after := map[string]float64{}
-	cpu(nodes, after)
-	r.ServerCPU = map[string]float64{}
-	for k, v := range after {
-		r.ServerCPU[k] = v - before[k]
-	}
+	r.ServerCPU = cpuSince(nodes, before)
 	if err := <-stopped; err != nil {
 		r.StopErr = err.Error()
 	}
@@ -470,12 +475,7 @@ func runHeal(ctx context.Context, o *Options, nodes []*Node, r *ClusterReport, r
 		}
 	}
 	settle(ctx, o, watchers, t0, time.Until(deadlineOf(ctx, 5*time.Second)), r)
-	after := map[string]float64{}
-	cpu(nodes, after)
-	r.ServerCPU = map[string]float64{}
-	for k, v := range after {
-		r.ServerCPU[k] = v - before[k]
-	}
+	r.ServerCPU = cpuSince(nodes, before)
 	errorsOf(all, r)
 	if !r.Exact {
 		return fmt.Errorf("heal: %d views not exact", r.Inexact)

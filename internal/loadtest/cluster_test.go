@@ -87,6 +87,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// runScenario runs o, logs its report and fails the test on an error.
+func runScenario(t *testing.T, o Options) *ClusterReport {
+	t.Helper()
+	rep, err := Run(context.Background(), o)
+	if rep != nil {
+		var b strings.Builder
+		rep.Print(&b)
+		t.Log(b.String())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep.Cluster
+}
+
 func clusterOpts(t *testing.T, mode string, clients int, flags ...string) Options {
 	return Options{Mode: mode, Presenced: presenced(t), Clients: clients, Rate: 2000, Timeout: 90 * time.Second,
 		MoveWithin: 300 * time.Millisecond, NodeFlags: append([]string{"--broadcast-period", "200ms"}, flags...), Log: testLog{}}
@@ -108,14 +123,7 @@ func TestDeploy(t *testing.T) {
 		{"permdown-on-shutdown", []string{"--permdown-on-shutdown"}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			rep, err := Run(context.Background(), clusterOpts(t, ModeDeploy, n, c.flags...))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := rep.Cluster
-			var b strings.Builder
-			rep.Print(&b)
-			t.Log(b.String())
+			r := runScenario(t, clusterOpts(t, ModeDeploy, n, c.flags...))
 			if r.Moved != n/3 || r.MovedOK != n/3 || r.Survivors != n-n/3 || r.StopErr != "" || r.Lost != 0 {
 				t.Fatalf("moved %d, joined again %d, survivors %d, stop %q, lost %d", r.Moved, r.MovedOK, r.Survivors, r.StopErr, r.Lost)
 			}
@@ -145,14 +153,7 @@ func TestDeploy(t *testing.T) {
 func TestHeal(t *testing.T) {
 	o := clusterOpts(t, ModeHeal, 40)
 	o.HealTopics, o.Watchers = 2, 2
-	rep, err := Run(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := rep.Cluster
-	var b strings.Builder
-	rep.Print(&b)
-	t.Log(b.String())
+	r := runScenario(t, o)
 	if r.Keys != 120 || r.Members != 240 || r.Watchers != 12 || !r.Exact || r.Lost != 0 || r.ParseErrs != 0 || r.ChanErrs != 0 {
 		t.Fatalf("keys %d, presences %d, watchers %d, exact %v, lost %d, parse errors %d, channel errors %d",
 			r.Keys, r.Members, r.Watchers, r.Exact, r.Lost, r.ParseErrs, r.ChanErrs)
