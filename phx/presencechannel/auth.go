@@ -2,10 +2,12 @@ package presencechannel
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,9 +22,11 @@ var (
 	// ErrNoCredentials: neither a token (with a Secret) nor a user_id
 	// (without) was given.
 	ErrNoCredentials = errors.New("presencechannel: no user_id or token")
-	// ErrBadToken: the token is malformed, not HS256, badly signed, not
-	// valid yet, has no sub or no exp (Config.RequireExp), or has claims
-	// that are ambiguous or of the wrong type (see Config.Secret).
+	// ErrBadToken: the token is malformed, signed with an algorithm not
+	// accepted (see TokenAuth.Algorithms) or badly, not valid yet, of
+	// another issuer or audience, has no key claim or no exp
+	// (Config.RequireExp), or has claims that are ambiguous or of the
+	// wrong type (see Config.Secret).
 	ErrBadToken = errors.New("presencechannel: invalid token")
 	// ErrTokenExpired: the token's exp has passed.
 	ErrTokenExpired = errors.New("presencechannel: token expired")
@@ -132,10 +136,13 @@ func checkKey(key string, maxLen int) error {
 // name matches exactly, a repeated one is refused, and a claim of the
 // wrong type is refused rather than ignored.
 type tokenClaims struct {
-	decoded   bool // UnmarshalJSON ran to the end
-	sub       string
-	hasSub    bool
+	keyClaim  string // the claim holding the presence key (TokenAuth.KeyClaim), set before decoding
+	decoded   bool   // UnmarshalJSON ran to the end
+	key       string
+	hasKey    bool
 	exp, nbf  *jwt.NumericDate
+	iss       string
+	aud       jwt.ClaimStrings
 	topics    []string
 	hasTopics bool // "topics" given; null gives an empty topics
 }
@@ -162,16 +169,13 @@ func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 		}
 		seen[name] = true
 		switch name {
-		case "sub":
-			t, err := dec.Token()
-			if err != nil {
-				return err
-			}
-			s, ok := t.(string)
-			if !ok {
-				return errors.New("sub claim must be a string")
-			}
-			c.sub, c.hasSub = s, true
+		case c.keyClaim:
+			c.key, err = stringClaim(dec, name)
+			c.hasKey = err == nil
+		case "iss":
+			c.iss, err = stringClaim(dec, name)
+		case "aud":
+			c.aud, err = audienceClaim(dec)
 		case "exp":
 			c.exp, err = dateClaim(dec, name)
 		case "nbf":
@@ -192,6 +196,51 @@ func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 	}
 	c.decoded = true
 	return nil
+}
+
+// stringClaim reads a claim that must be a string.
+func stringClaim(dec *json.Decoder, name string) (string, error) {
+	t, err := dec.Token()
+	if err != nil {
+		return "", err
+	}
+	s, ok := t.(string)
+	if !ok {
+		return "", fmt.Errorf("%s claim must be a string", name)
+	}
+	return s, nil
+}
+
+// audienceClaim reads aud: a string or an array of strings (RFC 7519
+// 4.1.3); anything else, null included, is refused.
+func audienceClaim(dec *json.Decoder) (jwt.ClaimStrings, error) {
+	bad := errors.New("aud claim must be a string or an array of strings")
+	t, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if s, ok := t.(string); ok {
+		return jwt.ClaimStrings{s}, nil
+	}
+	if t != json.Delim('[') {
+		return nil, bad
+	}
+	out := jwt.ClaimStrings{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		s, ok := t.(string)
+		if !ok {
+			return nil, bad
+		}
+		out = append(out, s)
+	}
+	if _, err := dec.Token(); err != nil { // the closing ']'
+		return nil, err
+	}
+	return out, nil
 }
 
 // dateClaim reads a NumericDate: a number of seconds since the epoch. A
@@ -254,35 +303,93 @@ func (c *tokenClaims) GetNotBefore() (*jwt.NumericDate, error) { return c.nbf, n
 // GetIssuedAt implements jwt.Claims (iat is not read).
 func (c *tokenClaims) GetIssuedAt() (*jwt.NumericDate, error) { return nil, nil }
 
-// GetIssuer implements jwt.Claims (iss is not read).
-func (c *tokenClaims) GetIssuer() (string, error) { return "", nil }
+// GetIssuer implements jwt.Claims.
+func (c *tokenClaims) GetIssuer() (string, error) { return c.iss, nil }
 
-// GetSubject implements jwt.Claims.
-func (c *tokenClaims) GetSubject() (string, error) { return c.sub, nil }
+// GetSubject implements jwt.Claims (sub is checked as the key claim, if
+// it is that, never by jwt).
+func (c *tokenClaims) GetSubject() (string, error) { return "", nil }
 
-// GetAudience implements jwt.Claims (aud is not read).
-func (c *tokenClaims) GetAudience() (jwt.ClaimStrings, error) { return nil, nil }
+// GetAudience implements jwt.Claims.
+func (c *tokenClaims) GetAudience() (jwt.ClaimStrings, error) { return c.aud, nil }
 
 // verifier checks tokens for a Channel.
 type verifier struct {
-	secret    []byte
+	secret    []byte      // HMAC tokens are checked against it alone
+	keyfunc   jwt.Keyfunc // asymmetric tokens are checked against it alone
+	keyClaim  string
 	parser    *jwt.Parser
 	leeway    time.Duration
 	maxKeyLen int
 }
 
-func newVerifier(secret []byte, leeway time.Duration, requireExp bool, maxKeyLen int) *verifier {
+// newVerifier returns the verifier of cfg (its defaults applied), or nil
+// when cfg has neither a Secret nor a Keyfunc (development mode).
+func newVerifier(cfg Config) (*verifier, error) {
+	a := cfg.TokenAuth
+	if len(cfg.Secret) == 0 && a.Keyfunc == nil {
+		if len(a.Algorithms) > 0 || a.Issuer != "" || a.Audience != "" || a.KeyClaim != "" {
+			return nil, errors.New("presencechannel: TokenAuth is set but neither Secret nor Keyfunc: tokens would never be checked")
+		}
+		return nil, nil
+	}
+	var methods []string
+	if len(cfg.Secret) > 0 {
+		methods = append(methods, "HS256")
+	}
+	switch {
+	case a.Keyfunc == nil && len(a.Algorithms) > 0:
+		return nil, errors.New("presencechannel: TokenAuth.Algorithms needs a Keyfunc (HS256 is Secret's)")
+	case a.Keyfunc != nil && len(a.Algorithms) == 0:
+		methods = append(methods, DefaultAlgorithms...)
+	}
+	for _, alg := range a.Algorithms {
+		if !slices.Contains(asymmetricAlgorithms, alg) {
+			return nil, fmt.Errorf("presencechannel: TokenAuth.Algorithms: %q is not an asymmetric JWS algorithm (%s)", alg, strings.Join(asymmetricAlgorithms, ", "))
+		}
+		if !slices.Contains(methods, alg) {
+			methods = append(methods, alg)
+		}
+	}
+	keyClaim := cmp.Or(a.KeyClaim, "sub")
+	if slices.Contains(reservedClaims, keyClaim) {
+		return nil, fmt.Errorf("presencechannel: TokenAuth.KeyClaim %q is a claim read for another purpose (%s)", keyClaim, strings.Join(reservedClaims, ", "))
+	}
 	opts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{"HS256"}),
+		jwt.WithValidMethods(methods),
 		// Strict: a signature whose unused low bits differ is another
 		// string for the same token, and a token must have one spelling.
 		jwt.WithStrictDecoding(),
-		jwt.WithLeeway(leeway),
+		jwt.WithLeeway(cfg.Leeway),
 	}
-	if requireExp {
+	if cfg.RequireExp {
 		opts = append(opts, jwt.WithExpirationRequired())
 	}
-	return &verifier{secret: secret, parser: jwt.NewParser(opts...), leeway: leeway, maxKeyLen: maxKeyLen}
+	if a.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(a.Issuer))
+	}
+	if a.Audience != "" {
+		opts = append(opts, jwt.WithAudience(a.Audience))
+	}
+	return &verifier{secret: cfg.Secret, keyfunc: a.Keyfunc, keyClaim: keyClaim, parser: jwt.NewParser(opts...),
+		leeway: cfg.Leeway, maxKeyLen: cfg.MaxKeyLen}, nil
+}
+
+// key is the parser's Keyfunc. The token's algorithm is one of the pinned
+// ones by then (jwt checks before calling it); an HMAC token gets the
+// secret and any other the Keyfunc's key, so that a public key never
+// reaches an HMAC method and a secret never an asymmetric one.
+func (v *verifier) key(t *jwt.Token) (any, error) {
+	if _, hmac := t.Method.(*jwt.SigningMethodHMAC); hmac {
+		if len(v.secret) == 0 {
+			return nil, errors.New("no secret for an HMAC token")
+		}
+		return v.secret, nil
+	}
+	if v.keyfunc == nil {
+		return nil, errors.New("no public key for an asymmetric token")
+	}
+	return v.keyfunc(t)
 }
 
 // isTokenByte reports whether b may appear in a compact JWT. base64
@@ -292,7 +399,7 @@ func isTokenByte(b byte) bool {
 	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.'
 }
 
-// verify checks a compact HS256 JWT and returns its user and the time its
+// verify checks a compact JWT and returns its user and the time its
 // connection must end (exp plus leeway; zero without exp). Errors wrap
 // ErrBadToken, ErrTokenExpired or ErrBadKey and never quote the token.
 func (v *verifier) verify(token string) (*User, time.Time, error) {
@@ -301,24 +408,22 @@ func (v *verifier) verify(token string) (*User, time.Time, error) {
 			return nil, time.Time{}, fmt.Errorf("%w: not a compact JWT", ErrBadToken)
 		}
 	}
-	var c tokenClaims
-	_, err := v.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.secret, nil })
+	c := tokenClaims{keyClaim: v.keyClaim}
+	_, err := v.parser.ParseWithClaims(token, &c, v.key)
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, time.Time{}, ErrTokenExpired
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return nil, time.Time{}, fmt.Errorf("%w: exp claim required", ErrBadToken)
 	case err != nil:
 		return nil, time.Time{}, fmt.Errorf("%w: %v", ErrBadToken, err)
 	case !c.decoded:
 		return nil, time.Time{}, fmt.Errorf("%w: claims are not a JSON object", ErrBadToken)
-	case !c.hasSub:
-		return nil, time.Time{}, fmt.Errorf("%w: sub claim required", ErrBadToken)
+	case !c.hasKey:
+		return nil, time.Time{}, fmt.Errorf("%w: %s claim required", ErrBadToken, v.keyClaim)
 	}
-	if err := checkKey(c.sub, v.maxKeyLen); err != nil {
+	if err := checkKey(c.key, v.maxKeyLen); err != nil {
 		return nil, time.Time{}, err
 	}
-	u := &User{Key: c.sub}
+	u := &User{Key: c.key}
 	if c.hasTopics {
 		for _, p := range c.topics {
 			if err := checkPattern(p); err != nil {

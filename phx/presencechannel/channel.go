@@ -87,6 +87,8 @@ type Config struct {
 	// satisfy MaxKeyLen and hold no control characters (ErrBadKey).
 	Secret []byte
 
+	TokenAuth // asymmetric keys (Keyfunc), Algorithms, Issuer, Audience, KeyClaim: see keys.go
+
 	// RequireExp refuses tokens without an exp claim: a token that never
 	// expires cannot be withdrawn short of changing the Secret.
 	RequireExp bool
@@ -159,7 +161,7 @@ type Channel struct {
 	cfg    Config
 	log    *slog.Logger
 	direct *presence.Presence // cfg.Presence, if it is one (see metasOf)
-	verify *verifier          // nil without a Secret
+	verify *verifier          // nil without a Secret or Keyfunc
 
 	mu   sync.Mutex
 	subs map[subKey]*topicSub
@@ -238,8 +240,9 @@ func New(cfg Config) (*Channel, error) {
 	cfg.Logger = loglimit.New(cfg.Logger)
 	ch := &Channel{cfg: cfg, log: cfg.Logger, subs: make(map[subKey]*topicSub)}
 	ch.direct, _ = cfg.Presence.(*presence.Presence)
-	if len(cfg.Secret) > 0 {
-		ch.verify = newVerifier(cfg.Secret, cfg.Leeway, cfg.RequireExp, cfg.MaxKeyLen)
+	var err error
+	if ch.verify, err = newVerifier(cfg); err != nil {
+		return nil, err
 	}
 	return ch, nil
 }
