@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/gopresence/presence/internal/jsonscan"
 	"github.com/gopresence/presence/internal/jsonstr"
+	"github.com/gopresence/presence/internal/phxframe"
 )
 
 // Reserved events of the Phoenix channel protocol.
@@ -125,67 +127,37 @@ func decodeV2(data []byte) (message, error) {
 // (FuzzDecodeV2FastPath). It saves the reflection and allocations of
 // json.Unmarshal into []json.RawMessage on every client frame.
 func decodeV2Fast(data []byte) (message, bool) {
-	i := skipJSONSpace(data, 0)
-	if i >= len(data) || data[i] != '[' {
+	e, err := phxframe.Scan(data)
+	if err != nil || !plainToken(e.JoinRef, true) || !plainToken(e.Ref, true) ||
+		!plainToken(e.Topic, false) || !plainToken(e.Event, false) {
 		return message{}, false
 	}
-	i++
-	var raw [4][]byte
-	for k := range raw {
-		i = skipJSONSpace(data, i)
-		start := i
-		switch {
-		case k < 2 && bytes.HasPrefix(data[i:], jsonNull):
-			i += len(jsonNull)
-		case i < len(data) && data[i] == '"':
-			for i++; i < len(data) && data[i] != '"'; i++ {
-				if c := data[i]; c < 0x20 || c >= 0x7f || c == '\\' {
-					return message{}, false
-				}
-			}
-			if i >= len(data) {
-				return message{}, false
-			}
-			i++
-		default:
-			return message{}, false
-		}
-		raw[k] = data[start:i]
-		if i = skipJSONSpace(data, i); i >= len(data) || data[i] != ',' {
-			return message{}, false
-		}
-		i++
-	}
-	end := len(data)
-	for end > i && isJSONSpace(data[end-1]) {
-		end--
-	}
-	if end <= i || data[end-1] != ']' {
-		return message{}, false
-	}
-	payload := data[skipJSONSpace(data, i) : end-1]
-	for len(payload) > 0 && isJSONSpace(payload[len(payload)-1]) {
-		payload = payload[:len(payload)-1]
-	}
+	payload := jsonscan.TrimSpace(e.Payload)
 	if len(payload) == 0 || !json.Valid(payload) {
 		return message{}, false
 	}
 	return message{
-		joinRef: normRef(raw[0]),
-		ref:     normRef(raw[1]),
-		topic:   string(raw[2][1 : len(raw[2])-1]),
-		event:   string(raw[3][1 : len(raw[3])-1]),
+		joinRef: normRef(e.JoinRef),
+		ref:     normRef(e.Ref),
+		topic:   string(phxframe.Content(e.Topic)),
+		event:   string(phxframe.Content(e.Event)),
 		payload: Payload{JSON: json.RawMessage(bytes.Clone(payload))},
 	}, true
 }
 
-func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-func skipJSONSpace(b []byte, i int) int {
-	for i < len(b) && isJSONSpace(b[i]) {
-		i++
+// plainToken reports whether the envelope token tok (a string or null, as
+// phxframe.Scan gives it) is null, when nullOK, or a string of printable
+// ASCII without escapes: one whose contents are its value.
+func plainToken(tok []byte, nullOK bool) bool {
+	if tok[0] != '"' {
+		return nullOK
 	}
-	return i
+	for _, c := range phxframe.Content(tok) {
+		if c < 0x20 || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeV2Slow is decodeV2 by encoding/json, for every frame.
@@ -347,17 +319,7 @@ func (s serializer) encodeText(joinRef, ref ref, topic, event string, payload []
 		return frame{data: b[wsRoom:], buf: b}
 	}
 	b = make([]byte, wsRoom, wsRoom+len(topic)+len(event)+len(payload)+len(ref)+len(joinRef)+24)
-	b = append(b, '[')
-	b = append(b, joinRef.json()...)
-	b = append(b, ',')
-	b = append(b, ref.json()...)
-	b = append(b, ',')
-	b = jsonstr.Append(b, topic)
-	b = append(b, ',')
-	b = jsonstr.Append(b, event)
-	b = append(b, ',')
-	b = append(b, payload...)
-	b = append(b, ']')
+	b = phxframe.AppendRaw(b, joinRef, ref, topic, event, payload)
 	return frame{data: b[wsRoom:], buf: b}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gopresence/presence"
+	"github.com/gopresence/presence/internal/phxframe"
 	"github.com/gopresence/presence/phx"
 	"github.com/gopresence/presence/phx/presencechannel"
 )
@@ -153,9 +154,9 @@ func TestParseV2(t *testing.T) {
 			t.Errorf("%q: no error", bad)
 		}
 	}
-	b := appendV2(nil, "", "r", "room:x", "ev", []byte(`{"a":1}`))
+	b := phxframe.Append(nil, "", "r", "room:x", "ev", []byte(`{"a":1}`))
 	if string(b) != `[null,"r","room:x","ev",{"a":1}]` {
-		t.Fatalf("appendV2: %s", b)
+		t.Fatalf("phxframe.Append: %s", b)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gopresence/presence/internal/phxframe"
 )
 
 // member is one client of a cluster scenario, in this process: a
@@ -67,7 +69,7 @@ func (m *member) sendJoins(c *Conn) error {
 	var b []byte
 	for i, t := range m.topics {
 		r := strconv.Itoa(i + 1)
-		b = appendV2(b[:0], r, r, t, "phx_join", m.join)
+		b = phxframe.Append(b[:0], r, r, t, "phx_join", m.join)
 		if err := c.WriteText(b); err != nil {
 			return err
 		}
@@ -125,20 +127,20 @@ func (m *member) read(ctx context.Context, rng *rand.Rand) {
 
 // handle applies one frame.
 func (m *member) handle(data []byte, arrived int64) {
-	f, err := scanV2(data)
+	f, err := phxframe.Scan(data)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
 		m.parseErrs++
 		return
 	}
-	ours := m.watch && len(m.topics) > 0 && string(f.topic) == m.topics[0]
-	switch string(f.event) {
+	ours := m.watch && len(m.topics) > 0 && string(phxframe.Content(f.Topic)) == m.topics[0]
+	switch string(phxframe.Content(f.Event)) {
 	case "phx_reply":
-		if len(f.ref) == 0 || f.ref[0] < '1' || f.ref[0] > '9' {
+		if ref := phxframe.Content(f.Ref); len(ref) == 0 || ref[0] < '1' || ref[0] > '9' {
 			return // a heartbeat's
 		}
-		if ReplyStatus(f.payload) == "ok" {
+		if ReplyStatus(f.Payload) == "ok" {
 			m.joined++
 			if m.moves > 0 {
 				m.movedAt = arrived
@@ -148,11 +150,11 @@ func (m *member) handle(data []byte, arrived int64) {
 		if m.refused == nil {
 			m.refused = map[string]int{}
 		}
-		m.refused[refusalReason(f.payload)]++
+		m.refused[refusalReason(f.Payload)]++
 	case "presence_state":
 		if ours {
 			m.states++
-			if m.view.state(f.payload) != nil {
+			if m.view.state(f.Payload) != nil {
 				m.parseErrs++
 			}
 			m.checkExact(arrived)
@@ -160,7 +162,7 @@ func (m *member) handle(data []byte, arrived int64) {
 	case "presence_diff":
 		if ours {
 			m.diffs = append(m.diffs, arrived)
-			if m.view.diff(f.payload) != nil {
+			if m.view.diff(f.Payload) != nil {
 				m.parseErrs++
 			}
 			m.checkExact(arrived)
@@ -195,7 +197,7 @@ func heartbeats(ctx context.Context, ms []*member, period time.Duration) {
 	slots := max(int(period/tick), 1)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	hb := appendV2(nil, "", "h", "phoenix", "heartbeat", []byte("{}"))
+	hb := phxframe.Append(nil, "", "h", "phoenix", "heartbeat", []byte("{}"))
 	start, done := time.Now(), 0 // slots sent
 	for {
 		select {

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gopresence/presence/internal/jsonscan"
+	"github.com/gopresence/presence/internal/phxframe"
 )
 
 // The room mode: every client joins one topic with a meta, at a paced
@@ -163,8 +166,8 @@ func (v *roomView) len() int { return v.keys + len(v.other) }
 
 func (v *roomView) applyDiff(p []byte) error {
 	var joins, leaves []byte
-	if _, err := eachField(p, 0, func(name []byte, i int) (int, error) {
-		j, err := skipValue(p, i)
+	if _, err := jsonscan.EachField(p, 0, func(name []byte, i int) (int, error) {
+		j, err := jsonscan.SkipValue(p, i)
 		switch string(name) {
 		case "joins":
 			joins = p[i:j]
@@ -192,12 +195,12 @@ func (v *roomView) applyDiff(p []byte) error {
 // apply joins (or leaves) every meta of a presence map
 // {key: {"metas": [{…, "phx_ref": ref}, …], …}, …}.
 func (v *roomView) apply(p []byte, join bool) error {
-	_, err := eachField(p, 0, func(key []byte, i int) (int, error) {
-		return eachField(p, i, func(name []byte, i int) (int, error) {
+	_, err := jsonscan.EachField(p, 0, func(key []byte, i int) (int, error) {
+		return jsonscan.EachField(p, i, func(name []byte, i int) (int, error) {
 			if string(name) != "metas" {
-				return skipValue(p, i)
+				return jsonscan.SkipValue(p, i)
 			}
-			return eachElem(p, i, func(i int) (int, error) {
+			return jsonscan.EachElem(p, i, func(i int) (int, error) {
 				ref, j, err := metaRef(p, i)
 				if err != nil {
 					return j, err
@@ -325,11 +328,11 @@ func refHash(b []byte) uint32 {
 // (of "" if it has none) and the index after it.
 func metaRef(p []byte, i int) (uint32, int, error) {
 	ref := refHash(nil)
-	j, err := eachField(p, i, func(name []byte, i int) (int, error) {
+	j, err := jsonscan.EachField(p, i, func(name []byte, i int) (int, error) {
 		if string(name) != "phx_ref" {
-			return skipValue(p, i)
+			return jsonscan.SkipValue(p, i)
 		}
-		s, j, err := scanRawStringOrNull(p, i)
+		s, j, err := jsonscan.RawStringOrNull(p, i)
 		if err == nil && s == nil {
 			err = errors.New("loadtest: phx_ref is null")
 		}
@@ -342,7 +345,7 @@ func metaRef(p []byte, i int) (uint32, int, error) {
 // parseCount reads a presence_count payload {"keys": K, "metas": M}.
 func parseCount(p []byte) (keys, metas int64, err error) {
 	found := 0
-	_, err = eachField(p, 0, func(name []byte, i int) (int, error) {
+	_, err = jsonscan.EachField(p, 0, func(name []byte, i int) (int, error) {
 		var dst *int64
 		switch string(name) {
 		case "keys":
@@ -350,7 +353,7 @@ func parseCount(p []byte) (keys, metas int64, err error) {
 		case "metas":
 			dst = &metas
 		default:
-			return skipValue(p, i)
+			return jsonscan.SkipValue(p, i)
 		}
 		j := i
 		for j < len(p) && p[j] >= '0' && p[j] <= '9' {
@@ -367,128 +370,6 @@ func parseCount(p []byte) (keys, metas int64, err error) {
 		err = errors.New("loadtest: presence_count without keys and metas")
 	}
 	return keys, metas, err
-}
-
-// JSON scanning -------------------------------------------------------------
-
-// eachField calls fn for every field of the object at b[i:] (after
-// whitespace) with the field's name (raw, without quotes) and the index of
-// its value (after whitespace); fn returns the index after the value.
-// eachField returns the index after the object.
-func eachField(b []byte, i int, fn func(name []byte, i int) (int, error)) (int, error) {
-	i = skipWS(b, i)
-	if i >= len(b) || b[i] != '{' {
-		return i, errors.New("loadtest: expected an object")
-	}
-	i = skipWS(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return i + 1, nil
-	}
-	for {
-		name, j, err := scanRawStringOrNull(b, i)
-		if err == nil && name == nil {
-			err = errors.New("loadtest: null field name")
-		}
-		if err != nil {
-			return j, err
-		}
-		j = skipWS(b, j)
-		if j >= len(b) || b[j] != ':' {
-			return j, errors.New("loadtest: expected ':'")
-		}
-		if j, err = fn(name, skipWS(b, j+1)); err != nil {
-			return j, err
-		}
-		j = skipWS(b, j)
-		switch {
-		case j >= len(b):
-			return j, errors.New("loadtest: unterminated object")
-		case b[j] == '}':
-			return j + 1, nil
-		case b[j] != ',':
-			return j, errors.New("loadtest: expected ',' or '}'")
-		}
-		i = skipWS(b, j+1)
-	}
-}
-
-// eachElem calls fn for every element of the array at b[i:] with the
-// index of the element (after whitespace); fn returns the index after it.
-func eachElem(b []byte, i int, fn func(i int) (int, error)) (int, error) {
-	i = skipWS(b, i)
-	if i >= len(b) || b[i] != '[' {
-		return i, errors.New("loadtest: expected an array")
-	}
-	i = skipWS(b, i+1)
-	if i < len(b) && b[i] == ']' {
-		return i + 1, nil
-	}
-	for {
-		j, err := fn(i)
-		if err != nil {
-			return j, err
-		}
-		j = skipWS(b, j)
-		switch {
-		case j >= len(b):
-			return j, errors.New("loadtest: unterminated array")
-		case b[j] == ']':
-			return j + 1, nil
-		case b[j] != ',':
-			return j, errors.New("loadtest: expected ',' or ']'")
-		}
-		i = skipWS(b, j+1)
-	}
-}
-
-// skipValue returns the index after the JSON value at b[i:] (after
-// whitespace). It checks the nesting, not every detail of the grammar.
-func skipValue(b []byte, i int) (int, error) {
-	i = skipWS(b, i)
-	if i >= len(b) {
-		return i, errors.New("loadtest: expected a value")
-	}
-	switch b[i] {
-	case '"':
-		_, j, err := scanRawStringOrNull(b, i)
-		return j, err
-	case '{', '[':
-		var stack [64]byte
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch c := b[j]; c {
-			case '"':
-				for j++; j < len(b) && b[j] != '"'; j++ {
-					if b[j] == '\\' {
-						j++
-					}
-				}
-			case '{', '[':
-				if depth == len(stack) {
-					return j, errors.New("loadtest: JSON nested too deep")
-				}
-				stack[depth] = c + 2 // '{'+2 = '}', '['+2 = ']'
-				depth++
-			case '}', ']':
-				if depth == 0 || stack[depth-1] != c {
-					return j, errors.New("loadtest: mismatched bracket")
-				}
-				if depth--; depth == 0 {
-					return j + 1, nil
-				}
-			}
-		}
-		return len(b), errors.New("loadtest: unterminated value")
-	default:
-		j := i
-		for j < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[j])) {
-			j++
-		}
-		if j == i {
-			return j, fmt.Errorf("loadtest: unexpected %q", b[i])
-		}
-		return j, nil
-	}
 }
 
 // Frames per second ----------------------------------------------------------
@@ -600,7 +481,7 @@ func (w *worker) roomPayload(i int) []byte {
 
 // sendRoomJoin sends c's join of the topic.
 func (w *worker) sendRoomJoin(c *client, buf []byte) []byte {
-	buf = appendV2(buf, "1", "1", w.job.Topic, "phx_join", w.roomPayload(c.idx))
+	buf = phxframe.Append(buf, "1", "1", w.job.Topic, "phx_join", w.roomPayload(c.idx))
 	c.mu.Lock()
 	c.room.sent = time.Now().UnixNano()
 	err := c.conn.WriteText(buf)
@@ -616,18 +497,18 @@ func (w *worker) sendRoomJoin(c *client, buf []byte) []byte {
 // handleRoom records one message of a room client.
 func (w *worker) handleRoom(c *client, data []byte, arrived, now int64) {
 	r := c.room
-	f, err := scanV2(data)
+	f, err := phxframe.Scan(data)
 	if err != nil {
 		r.parseErrs++
 		return
 	}
-	if string(f.topic) != w.job.Topic {
+	if string(phxframe.Content(f.Topic)) != w.job.Topic {
 		return // heartbeat replies
 	}
 	full := w.job.PresenceMode != PresenceCount
-	switch string(f.event) {
+	switch string(phxframe.Content(f.Event)) {
 	case "phx_reply":
-		if string(f.ref) != "1" || r.replied {
+		if string(phxframe.Content(f.Ref)) != "1" || r.replied {
 			return
 		}
 		c.mu.Lock()
@@ -635,18 +516,18 @@ func (w *worker) handleRoom(c *client, data []byte, arrived, now int64) {
 		c.mu.Unlock()
 		r.replied, r.replyAt = true, arrived
 		w.roomReplied.Add(1)
-		if st := ReplyStatus(f.payload); st == "ok" {
+		if st := ReplyStatus(f.Payload); st == "ok" {
 			r.ok = true
 			w.roomOK.Add(1)
 			w.roomLat(c, sent, arrived)
 		} else {
-			w.roomRefused(c, f.payload)
+			w.roomRefused(c, f.Payload)
 		}
 	case "presence_state":
 		r.stateFrames++
 		r.stateBytes += int64(len(data))
 		if full {
-			if err := r.view.state(f.payload); err != nil {
+			if err := r.view.state(f.Payload); err != nil {
 				r.parseErrs++
 			}
 		}
@@ -655,7 +536,7 @@ func (w *worker) handleRoom(c *client, data []byte, arrived, now int64) {
 		r.diffBytes += int64(len(data))
 		r.updates.add(arrived, w.start.Load())
 		if full {
-			if err := r.view.diff(f.payload); err != nil {
+			if err := r.view.diff(f.Payload); err != nil {
 				r.parseErrs++
 			}
 		}
@@ -663,7 +544,7 @@ func (w *worker) handleRoom(c *client, data []byte, arrived, now int64) {
 		r.countFrames++
 		r.countBytes += int64(len(data))
 		r.updates.add(arrived, w.start.Load())
-		if k, m, err := parseCount(f.payload); err != nil {
+		if k, m, err := parseCount(f.Payload); err != nil {
 			r.parseErrs++
 		} else {
 			r.gotCount, r.countKeys, r.countMetas = true, k, m

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gopresence/presence/internal/phxframe"
 )
 
 // Defaults of Options.
@@ -750,7 +752,7 @@ func runChanger(ctx context.Context, o *Options, u *url.URL, load []int) (*Fanou
 	meta := func(n int) []byte {
 		return fmt.Appendf(nil, `{"meta":{"status":"online","lt":"%d/%d"}}`, n, time.Now().UnixNano())
 	}
-	if err := c.WriteText(appendV2(nil, "c0", "c0", o.Topic, "phx_join", meta(0))); err != nil {
+	if err := c.WriteText(phxframe.Append(nil, "c0", "c0", o.Topic, "phx_join", meta(0))); err != nil {
 		return r, err
 	}
 	if st := <-replies; st != "ok" {
@@ -763,7 +765,7 @@ func runChanger(ctx context.Context, o *Options, u *url.URL, load []int) (*Fanou
 	meter := StartCPUMeter(o.ServerPID, load)
 	for n := 1; n <= o.Changes; n++ {
 		ref := "c" + strconv.Itoa(n)
-		if err := c.WriteText(appendV2(nil, "c0", ref, o.Topic, "presence:update", meta(n))); err != nil {
+		if err := c.WriteText(phxframe.Append(nil, "c0", ref, o.Topic, "presence:update", meta(n))); err != nil {
 			return r, err
 		}
 		if err := sleepCtx(ctx, o.Interval); err != nil {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gopresence/presence/internal/phxframe"
 )
 
 // Modes of a run.
@@ -377,7 +379,7 @@ func (w *worker) open(ctx context.Context, i int) (*client, error) {
 		payload = []byte(`{}`)
 	}
 	if topic != "" {
-		if err := conn.WriteText(appendV2(nil, "1", "1", topic, "phx_join", payload)); err != nil {
+		if err := conn.WriteText(phxframe.Append(nil, "1", "1", topic, "phx_join", payload)); err != nil {
 			conn.Close()
 			return nil, err
 		}
@@ -568,7 +570,7 @@ func (w *worker) heartbeats(stop <-chan struct{}) {
 		c.hb++
 		ref := "h" + strconv.Itoa(c.hb)
 		c.mu.Unlock()
-		c.conn.WriteText(appendV2(nil, "", ref, "phoenix", "heartbeat", []byte("{}")))
+		c.conn.WriteText(phxframe.Append(nil, "", ref, "phoenix", "heartbeat", []byte("{}")))
 		t.Reset(step)
 	}
 }
@@ -658,7 +660,7 @@ func (w *worker) sendJoin(c *client, buf []byte) []byte {
 	if len(c.open) >= w.job.MaxChannels {
 		o := c.open[0]
 		c.open = c.open[1:]
-		buf = appendV2(buf, o.joinRef, "l"+o.joinRef[1:], o.topic, "phx_leave", []byte("{}"))
+		buf = phxframe.Append(buf, o.joinRef, "l"+o.joinRef[1:], o.topic, "phx_leave", []byte("{}"))
 		if err := c.conn.WriteText(buf); err != nil {
 			w.noteErr(err)
 			return buf
@@ -670,7 +672,7 @@ func (w *worker) sendJoin(c *client, buf []byte) []byte {
 	n := c.k
 	topic := "room:j" + strconv.Itoa((c.idx*7919+n)%w.job.Topics)
 	ref := "j" + strconv.Itoa(n)
-	buf = appendV2(buf, ref, ref, topic, "phx_join",
+	buf = phxframe.Append(buf, ref, ref, topic, "phx_join",
 		fmt.Appendf(nil, `{"meta":{"status":"online","c":%d,"n":%d}}`, c.idx, n))
 	sent := time.Now().UnixNano()
 	if err := c.conn.WriteText(buf); err != nil {

@@ -14,9 +14,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gopresence/presence/internal/phxframe"
 )
 
 // WebSocket opcodes (RFC 6455 §5.2).
@@ -301,77 +302,14 @@ type Frame struct {
 // payload.
 func ParseV2(b []byte) (Frame, error) {
 	var f Frame
-	r, err := scanV2(b)
+	e, err := phxframe.Scan(b)
 	if err != nil {
 		return f, err
 	}
-	f.JoinRef, f.Ref, f.Topic, f.Event = string(r.joinRef), string(r.ref), string(r.topic), string(r.event)
-	f.Payload = r.payload
+	f.JoinRef, f.Ref = string(phxframe.Content(e.JoinRef)), string(phxframe.Content(e.Ref))
+	f.Topic, f.Event = string(phxframe.Content(e.Topic)), string(phxframe.Content(e.Event))
+	f.Payload = e.Payload
 	return f, nil
-}
-
-// rawFrame is a V2 frame's envelope as slices of the message (string
-// contents without their quotes, nil for null): what ParseV2 gives,
-// without allocating.
-type rawFrame struct {
-	joinRef, ref, topic, event, payload []byte
-}
-
-func scanV2(b []byte) (rawFrame, error) {
-	var f rawFrame
-	i := skipWS(b, 0)
-	if i >= len(b) || b[i] != '[' {
-		return f, errors.New("loadtest: not a V2 frame")
-	}
-	i++
-	fields := [4]*[]byte{&f.joinRef, &f.ref, &f.topic, &f.event}
-	for _, dst := range fields {
-		i = skipWS(b, i)
-		var err error
-		*dst, i, err = scanRawStringOrNull(b, i)
-		if err != nil {
-			return f, err
-		}
-		i = skipWS(b, i)
-		if i >= len(b) || b[i] != ',' {
-			return f, errors.New("loadtest: bad V2 frame")
-		}
-		i++
-	}
-	j := len(b) - 1
-	for j > i && (b[j] == ' ' || b[j] == '\n' || b[j] == '\r' || b[j] == '\t') {
-		j--
-	}
-	if j <= i || b[j] != ']' {
-		return f, errors.New("loadtest: bad V2 frame end")
-	}
-	f.payload = b[i:j]
-	return f, nil
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
-		i++
-	}
-	return i
-}
-
-func scanRawStringOrNull(b []byte, i int) ([]byte, int, error) {
-	if i+4 <= len(b) && string(b[i:i+4]) == "null" {
-		return nil, i + 4, nil
-	}
-	if i >= len(b) || b[i] != '"' {
-		return nil, i, errors.New("loadtest: expected a string")
-	}
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return b[i+1 : j], j + 1, nil
-		}
-	}
-	return nil, i, errors.New("loadtest: unterminated string")
 }
 
 // ReplyStatus returns the status of a phx_reply payload
@@ -388,27 +326,4 @@ func ReplyStatus(payload []byte) string {
 		}
 	}
 	return ""
-}
-
-// appendV2 appends a V2 text frame with string refs (empty = null) and a
-// raw JSON payload.
-func appendV2(b []byte, joinRef, ref, topic, event string, payload []byte) []byte {
-	b = append(b, '[')
-	b = appendRef(b, joinRef)
-	b = append(b, ',')
-	b = appendRef(b, ref)
-	b = append(b, ',')
-	b = strconv.AppendQuote(b, topic)
-	b = append(b, ',')
-	b = strconv.AppendQuote(b, event)
-	b = append(b, ',')
-	b = append(b, payload...)
-	return append(b, ']')
-}
-
-func appendRef(b []byte, r string) []byte {
-	if r == "" {
-		return append(b, "null"...)
-	}
-	return strconv.AppendQuote(b, r)
 }
