@@ -9,9 +9,13 @@
 // --nats-embed runs NATS inside the node (nodes route to each other with
 // --nats-cluster-listen and --nats-routes), --redis-url uses Redis.
 //
-// Without --jwt-secret it runs in dev mode, user ids taken on trust, on
-// loopback only; --cluster-secret authenticates the nodes' NATS. README.md
-// ("Security") lists what presenced enforces and what the deployment must.
+// Without --jwt-secret, --jwt-public-key or --jwt-jwks-url it runs in dev
+// mode, user ids taken on trust, on loopback only; --cluster-secret
+// authenticates the nodes' NATS. README.md ("Security") lists what
+// presenced enforces and what the deployment must.
+//
+//	presenced token --sub alice --topics 'room:*'   # a JWT for a node's --jwt-secret
+//	presenced version                              # module version, commit, Go
 package main
 
 import (

@@ -63,6 +63,12 @@ type options struct {
 	poolSize           int
 	jwtSecret          string
 	jwtSecretFile      string
+	jwtPublicKey       string
+	jwtJWKSURL         string
+	jwtIssuer          string
+	jwtAudience        string
+	jwtKeyClaim        string
+	version            bool
 	insecure           bool
 	origins            string
 	topics             string
@@ -90,6 +96,9 @@ type options struct {
 	broadcastBurst    int
 	updateRate        float64
 	updateBurst       int
+
+	// publicKey is --jwt-public-key's key, read by parse.
+	publicKey *presencechannel.PublicKey
 
 	// warnings are what parse noticed but did not refuse (unknown
 	// PRESENCE_ variables), logged when the node starts.
@@ -197,6 +206,12 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.IntVar(&o.poolSize, "pool-size", 1, "tracker shards per node; must be equal on every node")
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret (at least 32 bytes): sockets must send a JWT as param token, sub = user key, optional topics claim. Without it, dev mode takes the key from param user_id. Visible in the process list: prefer PRESENCE_JWT_SECRET or --jwt-secret-file")
 	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "read the HS256 secret from this file (trailing newline trimmed), instead of --jwt-secret")
+	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file of the public key (RSA, ECDSA or Ed25519) that verifies tokens; it pins the algorithm: RS256, ES256/ES384/ES512 by curve, EdDSA. With --jwt-secret too, HS256 tokens are checked against the secret and the others against this key")
+	fs.StringVar(&o.jwtJWKSURL, "jwt-jwks-url", "", "URL of the identity provider's JWKS, fetched at start (a failure refuses to start), refreshed hourly and when a token names an unknown kid (at most every 5 min); tokens may use RS256, ES256 or EdDSA. Not with --jwt-public-key")
+	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "require tokens' iss claim to be this")
+	fs.StringVar(&o.jwtAudience, "jwt-audience", "", "require tokens' aud claim (a string or an array) to hold this")
+	fs.StringVar(&o.jwtKeyClaim, "jwt-key-claim", "sub", "the token claim (a string) that is the presence key; not exp, nbf, iss, aud or topics")
+	fs.BoolVar(&o.version, "version", false, "print the version (module, commit, Go) and exit; also presenced version")
 	fs.BoolVar(&o.jwtRequireExp, "jwt-require-exp", false, "refuse tokens without an exp claim (a token that never expires cannot be withdrawn short of changing the secret)")
 	fs.BoolVar(&o.insecure, "insecure", false, "allow dev mode (no --jwt-secret) on a non-loopback address")
 	fs.StringVar(&o.origins, "origins", "", "comma-separated Origins whose pages may open sockets (https://app.example.com, //*.example.com, or * for every origin, null included); default: same origin, plus pages on any loopback origin in dev mode on a loopback --listen")
@@ -223,7 +238,7 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	usage := func() {
 		fs.SetOutput(out)
 		defer fs.SetOutput(io.Discard)
-		fmt.Fprintf(out, "Usage: presenced [flags]\n\nA Presence node: Phoenix channels + replicated presence. Every flag can also be set\nwith the environment variable PRESENCE_<FLAG> (upper case, - as _), e.g. PRESENCE_NATS_URL.\n\nCommands:\n  presenced token --sub KEY   print a JWT for this node's --jwt-secret (presenced token --help)\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: presenced [flags]\n\nA Presence node: Phoenix channels + replicated presence. Every flag can also be set\nwith the environment variable PRESENCE_<FLAG> (upper case, - as _), e.g. PRESENCE_NATS_URL.\n\nCommands:\n  presenced token --sub KEY   print a JWT for this node's --jwt-secret (presenced token --help)\n  presenced version           print the version\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	// Environment first, flags override. An empty variable is ignored
@@ -234,7 +249,7 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "PRESENCE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		v, ok := lookup(name)
-		if !ok || (v == "" && !slices.Contains(secretFlags, f.Name)) {
+		if !ok || f.Name == "version" || (v == "" && !slices.Contains(secretFlags, f.Name)) {
 			return
 		}
 		set[f.Name] = name
@@ -286,6 +301,9 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 		return nil, fmt.Errorf("the JWT secret (%s) is %d bytes; at least %d are required (e.g. openssl rand -base64 48)",
 			orDefault(set["jwt-secret"], set["jwt-secret-file"]), n, presencechannel.MinSecretLen)
 	}
+	if err := o.parseTokenAuth(); err != nil {
+		return nil, err
+	}
 	n := 0
 	for _, b := range []bool{o.natsURL != "", o.natsEmbed, o.redisURL != ""} {
 		if b {
@@ -320,6 +338,70 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 		}
 	}
 	return o, nil
+}
+
+// parseTokenAuth checks the token flags beyond the secret and reads
+// --jwt-public-key, so that a bad key file stops the node at start.
+func (o *options) parseTokenAuth() error {
+	if o.jwtPublicKey != "" && o.jwtJWKSURL != "" {
+		return errors.New("--jwt-public-key and --jwt-jwks-url are both set: choose one")
+	}
+	if !o.tokenMode() {
+		for name, v := range map[string]string{"jwt-issuer": o.jwtIssuer, "jwt-audience": o.jwtAudience} {
+			if v != "" {
+				return fmt.Errorf("--%s needs token mode: --jwt-secret, --jwt-public-key or --jwt-jwks-url", name)
+			}
+		}
+		if o.jwtKeyClaim != "sub" {
+			return errors.New("--jwt-key-claim needs token mode: --jwt-secret, --jwt-public-key or --jwt-jwks-url")
+		}
+	}
+	switch o.jwtKeyClaim {
+	case "":
+		return errors.New("--jwt-key-claim is empty (default: sub)")
+	case "exp", "nbf", "iss", "aud", "topics":
+		return fmt.Errorf("--jwt-key-claim %s: that claim is read for another purpose; the key needs a claim of its own (sub, email, …)", o.jwtKeyClaim)
+	}
+	if o.jwtJWKSURL != "" {
+		u, err := url.Parse(o.jwtJWKSURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("--jwt-jwks-url %q: want an http(s) URL", o.jwtJWKSURL)
+		}
+	}
+	if o.jwtPublicKey != "" {
+		b, err := os.ReadFile(o.jwtPublicKey)
+		if err != nil {
+			return fmt.Errorf("--jwt-public-key: %v", err)
+		}
+		if o.publicKey, err = presencechannel.ParsePublicKey(b); err != nil {
+			return fmt.Errorf("--jwt-public-key %s: %v", o.jwtPublicKey, err)
+		}
+	}
+	return nil
+}
+
+// tokenMode reports whether connections must carry a token (else dev
+// mode takes user ids on trust).
+func (o *options) tokenMode() bool {
+	return o.jwtSecret != "" || o.jwtPublicKey != "" || o.jwtJWKSURL != ""
+}
+
+// identityDesc says how connections are identified, for the startup line.
+func (o *options) identityDesc() string {
+	if !o.tokenMode() {
+		return "dev mode (param user_id, on trust)"
+	}
+	var algs []string
+	if o.jwtSecret != "" {
+		algs = append(algs, "HS256")
+	}
+	switch {
+	case o.publicKey != nil:
+		algs = append(algs, o.publicKey.Algorithm+" from "+o.jwtPublicKey)
+	case o.jwtJWKSURL != "":
+		algs = append(algs, strings.Join(presencechannel.DefaultAlgorithms, "/")+" from "+redactURLs(o.jwtJWKSURL))
+	}
+	return fmt.Sprintf("JWT (%s; key claim %s; param token)", strings.Join(algs, ", "), o.jwtKeyClaim)
 }
 
 // secret resolves the secret flag name, given inline or, by name+"-file",
@@ -421,9 +503,17 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if len(args) > 0 && args[0] == "token" {
 		return runToken(args[1:], lookup, stdout)
 	}
+	if len(args) > 0 && args[0] == "version" {
+		fmt.Fprintln(stdout, version())
+		return nil
+	}
 	o, err := parse(args, lookup, stdout)
 	if err != nil {
 		return err
+	}
+	if o.version {
+		fmt.Fprintln(stdout, version())
+		return nil
 	}
 	return serve(ctx, o, stdout, stderr)
 }
@@ -444,9 +534,9 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	for _, w := range o.warnings {
 		log.Warn(w)
 	}
-	if o.jwtSecret == "" {
+	if !o.tokenMode() {
 		if !isLoopback(o.listen) && !o.insecure {
-			return fmt.Errorf("dev mode (no --jwt-secret) takes user ids on trust; it is only allowed on a loopback --listen address, unless --insecure")
+			return fmt.Errorf("dev mode (no --jwt-secret, --jwt-public-key or --jwt-jwks-url) takes user ids on trust; it is only allowed on a loopback --listen address, unless --insecure")
 		}
 		fmt.Fprintln(stderr, devModeWarning)
 		log.Warn(devModeWarning, "listen", o.listen)
@@ -552,6 +642,11 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 
 	ccfg := o.channelConfig()
 	ccfg.Presence, ccfg.Logger = p, log
+	if o.jwtJWKSURL != "" {
+		if ccfg.Keyfunc, err = jwks(ctx, o.jwtJWKSURL, log); err != nil {
+			return err
+		}
+	}
 	srv, _, err := presencechannel.NewServer(ccfg, o.phxConfig())
 	if err != nil {
 		return err
@@ -598,7 +693,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	})))
 	if o.demo {
 		// GET only: a POST to a GET route (the API's) answers 405.
-		mux.Handle("GET /", web.Handler(web.Config{TokenMode: o.jwtSecret != ""}))
+		mux.Handle("GET /", web.Handler(web.Config{TokenMode: o.tokenMode()}))
 	}
 
 	ln, err := net.Listen("tcp", o.listen)
@@ -608,10 +703,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	ln = netutil.LimitListener(ln, o.maxConnections)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: o.http.readHeader, ReadTimeout: o.http.read,
 		WriteTimeout: o.http.write, IdleTimeout: o.http.idle, MaxHeaderBytes: maxHeaderBytes}
-	identity := "JWT (HS256, param token)"
-	if o.jwtSecret == "" {
-		identity = "dev mode (param user_id, on trust)"
-	}
+	identity := o.identityDesc()
 	demo := " (demo page at /)"
 	if !o.demo {
 		demo = ""
@@ -658,7 +750,7 @@ var loopbackOrigins = []string{"//localhost", "//127.0.0.1", "//[::1]"}
 // allowedOrigins is --origins, or loopbackOrigins in dev mode on a
 // loopback listener.
 func (o *options) allowedOrigins() []string {
-	if o.origins == "" && o.jwtSecret == "" && isLoopback(o.listen) {
+	if o.origins == "" && !o.tokenMode() && isLoopback(o.listen) {
 		return loopbackOrigins
 	}
 	return splitList(o.origins)
@@ -747,9 +839,17 @@ func routeTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 // channelConfig is the presence channel's configuration, less the
 // presence set and the logger.
 func (o *options) channelConfig() presencechannel.Config {
+	auth := presencechannel.TokenAuth{Issuer: o.jwtIssuer, Audience: o.jwtAudience}
+	if o.jwtKeyClaim != "sub" { // the default, left to presencechannel
+		auth.KeyClaim = o.jwtKeyClaim
+	}
+	if o.publicKey != nil {
+		auth.Keyfunc, auth.Algorithms = o.publicKey.Keyfunc, []string{o.publicKey.Algorithm}
+	}
 	return presencechannel.Config{
 		Topics:            splitList(o.topics),
 		Secret:            []byte(o.jwtSecret),
+		TokenAuth:         auth,
 		RequireExp:        o.jwtRequireExp,
 		MaxKeyLen:         o.maxKeyLen,
 		MaxMetaBytes:      o.maxMetaBytes,
