@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/gopresence/presence/internal/jsonscan"
+	"github.com/gopresence/presence/internal/phxframe"
 )
 
 // Message is one frame of the Phoenix channels protocol (V2), as received.
@@ -32,6 +35,52 @@ var ErrBadFrame = errors.New("client: malformed frame")
 
 // decodeText decodes a V2 JSON frame: [join_ref, ref, topic, event, payload].
 func decodeText(b []byte) (Message, error) {
+	if m, ok := decodeTextFast(b); ok {
+		return m, nil
+	}
+	return decodeTextSlow(b)
+}
+
+// decodeTextFast decodes the usual frame through phxframe, without
+// reflection: refs null or plain strings, topic and event plain strings
+// (printable ASCII without escapes, whose contents are their value), a
+// valid payload. Anything else returns false and decodeTextSlow decides,
+// so both accept the same frames and decode them alike
+// (FuzzDecodeTextFastPath).
+func decodeTextFast(b []byte) (Message, bool) {
+	e, err := phxframe.Scan(b)
+	if err != nil || !plain(e.JoinRef, true) || !plain(e.Ref, true) || !plain(e.Topic, false) || !plain(e.Event, false) {
+		return Message{}, false
+	}
+	payload := jsonscan.TrimSpace(e.Payload)
+	if len(payload) == 0 || !json.Valid(payload) {
+		return Message{}, false
+	}
+	return Message{
+		JoinRef: string(phxframe.Content(e.JoinRef)),
+		Ref:     string(phxframe.Content(e.Ref)),
+		Topic:   string(phxframe.Content(e.Topic)),
+		Event:   string(phxframe.Content(e.Event)),
+		Payload: json.RawMessage(bytes.Clone(payload)), // b is the socket's buffer
+	}, true
+}
+
+// plain reports whether the envelope token tok is null (when nullOK) or a
+// string of printable ASCII without escapes.
+func plain(tok []byte, nullOK bool) bool {
+	if tok[0] != '"' {
+		return nullOK
+	}
+	for _, c := range phxframe.Content(tok) {
+		if c < 0x20 || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeTextSlow is decodeText by encoding/json, for every frame.
+func decodeTextSlow(b []byte) (Message, error) {
 	var arr []json.RawMessage
 	if err := json.Unmarshal(b, &arr); err != nil {
 		return Message{}, fmt.Errorf("%w: %v", ErrBadFrame, err)
@@ -78,10 +127,16 @@ func requiredString(raw json.RawMessage) (string, error) {
 }
 
 // encodeText encodes a client frame; empty refs become null. payload must
-// be valid JSON (nil means {}).
+// be valid JSON (nil means {}). The frame is byte for byte what
+// json.Marshal writes for the five values: phxframe.Append writes it when
+// the payload is already as json.Marshal would write it (compact, no
+// character it escapes), encoding/json otherwise.
 func encodeText(joinRef, ref, topic, event string, payload json.RawMessage) ([]byte, error) {
 	if payload == nil {
 		payload = json.RawMessage("{}")
+	}
+	if marshalsAsIs(payload) {
+		return phxframe.Append(make([]byte, 0, len(joinRef)+len(ref)+len(topic)+len(event)+len(payload)+16), joinRef, ref, topic, event, payload), nil
 	}
 	arr := [5]any{nil, nil, topic, event, payload}
 	if joinRef != "" {
@@ -91,6 +146,18 @@ func encodeText(joinRef, ref, topic, event string, payload json.RawMessage) ([]b
 		arr[1] = ref
 	}
 	return json.Marshal(arr)
+}
+
+// marshalsAsIs reports whether json.Marshal writes payload unchanged: valid,
+// printable ASCII without whitespace (which it compacts) or the characters
+// it escapes for HTML.
+func marshalsAsIs(payload []byte) bool {
+	for _, c := range payload {
+		if c <= ' ' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return json.Valid(payload)
 }
 
 // Binary frame kinds (server to client).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -109,6 +110,48 @@ func FuzzDecodeText(f *testing.F) {
 		m2, err := decodeText(re)
 		if err != nil || m2.JoinRef != m.JoinRef || m2.Ref != m.Ref || m2.Topic != m.Topic || m2.Event != m.Event {
 			t.Fatalf("re-decode of %s: %+v %v", re, m2, err)
+		}
+	})
+}
+
+// FuzzDecodeTextFastPath: whatever the fast path decodes, encoding/json
+// decodes alike; and encodeText writes what json.Marshal writes.
+func FuzzDecodeTextFastPath(f *testing.F) {
+	for _, s := range []string{
+		`["3","7","room:lobby","phx_reply",{"status":"ok","response":{}}]`,
+		` [ null , "1" , "phoenix" , "phx_reply" , {"a" : "<b>"} ] `,
+		`["1","1","r\u00e9","ev",{}]`, `["1","1","t","e",{},"extra"]`, `["1","1","t","e",]`, `[1,"1","t","e",{}]`,
+		"[\"1\",\"1\",\"t\",\"e\",\f{}]", `["1","1","t","e",tru]`,
+	} {
+		f.Add([]byte(s), "1", "2", "room:a", "ev")
+	}
+	f.Fuzz(func(t *testing.T, b []byte, joinRef, ref, topic, event string) {
+		if fast, ok := decodeTextFast(b); ok {
+			slow, err := decodeTextSlow(b)
+			if err != nil {
+				t.Fatalf("%q: fast path accepted, encoding/json: %v", b, err)
+			}
+			if !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("%q:\nfast %+v\nslow %+v", b, fast, slow)
+			}
+		}
+		for _, payload := range []json.RawMessage{nil, json.RawMessage(b), json.RawMessage(`{"a":1}`)} {
+			got, gerr := encodeText(joinRef, ref, topic, event, payload)
+			p := payload
+			if p == nil {
+				p = json.RawMessage("{}")
+			}
+			arr := [5]any{nil, nil, topic, event, p}
+			if joinRef != "" {
+				arr[0] = joinRef
+			}
+			if ref != "" {
+				arr[1] = ref
+			}
+			want, werr := json.Marshal(arr)
+			if (gerr != nil) != (werr != nil) || string(got) != string(want) {
+				t.Fatalf("encodeText(%q) = %s, %v; json.Marshal: %s, %v", payload, got, gerr, want, werr)
+			}
 		}
 	})
 }
