@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gopresence/presence"
+	"github.com/gopresence/presence/internal/jsonscan"
 	"github.com/gopresence/presence/internal/loglimit"
 	"github.com/gopresence/presence/phx"
 )
@@ -378,102 +379,27 @@ func metaOf(p phx.Payload) (json.RawMessage, bool) {
 }
 
 // scanMeta finds the value of the top-level "meta" member of the valid
-// JSON object b; ok is false when it cannot tell without decoding.
+// JSON object b; ok is false when it cannot tell without decoding (a key
+// with escapes or non-ASCII bytes, which encoding/json would unescape or
+// fold differently, or nesting deeper than jsonscan follows).
 func scanMeta(b []byte) (meta []byte, ok bool) {
-	i := 1
-	for {
-		i = skipSpace(b, i)
-		if i >= len(b) || b[i] == '}' {
-			return meta, true
-		}
-		if b[i] == ',' {
-			i = skipSpace(b, i+1)
-		}
-		if i >= len(b) || b[i] != '"' {
-			return nil, false
-		}
-		end := i + 1
-		for end < len(b) && b[end] != '"' {
-			if b[end] == '\\' || b[end] >= 0x80 {
-				return nil, false
+	plain := true
+	_, err := jsonscan.EachField(b, 0, func(key []byte, i int) (int, error) {
+		for _, c := range key {
+			if c == '\\' || c >= 0x80 {
+				plain = false
 			}
-			end++
 		}
-		if end >= len(b) {
-			return nil, false
-		}
-		key := b[i+1 : end]
-		i = skipSpace(b, end+1)
-		if i >= len(b) || b[i] != ':' {
-			return nil, false
-		}
-		i = skipSpace(b, i+1)
-		v := skipValue(b, i)
-		if v < 0 {
-			return nil, false
-		}
-		if len(key) == 4 && strings.EqualFold(string(key), "meta") {
+		v, err := jsonscan.SkipValue(b, i)
+		if err == nil && len(key) == 4 && strings.EqualFold(string(key), "meta") {
 			meta = b[i:v]
 		}
-		i = v
+		return v, err
+	})
+	if err != nil || !plain {
+		return nil, false
 	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipValue returns the index after the JSON value at b[i] (valid JSON),
-// or -1.
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				if i = skipString(b, i); i < 0 {
-					return -1
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return -1
-	default: // number, true, false, null
-		for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' &&
-			b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
-			i++
-		}
-		return i
-	}
-}
-
-// skipString returns the index after the string starting at b[i], or -1.
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return -1
+	return meta, true
 }
 
 // Join implements phx.Channel.
