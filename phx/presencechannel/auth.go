@@ -19,8 +19,8 @@ import (
 // Errors of connection authentication (wrapped; the connection is
 // refused).
 var (
-	// ErrNoCredentials: neither a token (with a Secret) nor a user_id
-	// (without) was given.
+	// ErrNoCredentials: neither a token (in token mode: a Secret or a
+	// Keyfunc) nor a user_id (in development mode) was given.
 	ErrNoCredentials = errors.New("presencechannel: no user_id or token")
 	// ErrBadToken: the token is malformed, signed with an algorithm not
 	// accepted (see TokenAuth.Algorithms) or badly, not valid yet, of
@@ -389,7 +389,13 @@ func (v *verifier) key(t *jwt.Token) (any, error) {
 	if v.keyfunc == nil {
 		return nil, errors.New("no public key for an asymmetric token")
 	}
-	return v.keyfunc(t)
+	k, err := v.keyfunc(t)
+	if err != nil {
+		// Not the Keyfunc's words: they may quote the token's header
+		// (its kid), which the sender chose.
+		return nil, errors.New("no public key for the token (unknown kid, or a key of another algorithm)")
+	}
+	return k, nil
 }
 
 // isTokenByte reports whether b may appear in a compact JWT. base64

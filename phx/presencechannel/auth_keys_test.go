@@ -309,3 +309,21 @@ func TestTokenAuthConfig(t *testing.T) {
 		t.Errorf("Keyfunc alone, no token: %v (want token mode)", err)
 	}
 }
+
+// A Keyfunc's error refuses the token without its words, which may quote
+// the sender's kid.
+func TestKeyfuncErrorNotQuoted(t *testing.T) {
+	k := newTestKeys(t)[0]
+	ch := newChannel(t, presencechannel.Config{TokenAuth: presencechannel.TokenAuth{Keyfunc: func(tok *jwt.Token) (any, error) {
+		return nil, fmt.Errorf("kid %v not found", tok.Header["kid"])
+	}}})
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "alice"})
+	tok.Header["kid"] = "<script>"
+	s, err := tok.SignedString(k.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := connectToken(ch, s); !errors.Is(err, presencechannel.ErrBadToken) || strings.Contains(err.Error(), "<script>") {
+		t.Errorf("%v", err)
+	}
+}
