@@ -269,10 +269,17 @@ func TestTokenFlagErrors(t *testing.T) {
 		{[]string{"--jwt-key-claim", "uid"}, "needs token mode"},
 		{[]string{"--jwt-secret", secret32, "--jwt-key-claim", "exp"}, "another purpose"},
 		{[]string{"--jwt-secret", secret32, "--jwt-key-claim", "topics"}, "another purpose"},
+		{[]string{"--jwt-public-key", ""}, "set but empty"},
 	} {
 		_, err := parse(c.args, env(nil), &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want %q", c.args, err, c.want)
+		}
+	}
+	for _, name := range []string{"PRESENCE_JWT_PUBLIC_KEY", "PRESENCE_JWT_JWKS_URL"} {
+		// An empty variable is an error, never dev mode.
+		if _, err := parse(nil, env(map[string]string{name: ""}), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), name+" is set but empty") {
+			t.Errorf("%s empty: %v", name, err)
 		}
 	}
 }

@@ -170,6 +170,10 @@ func unknownEnv(fs *flag.FlagSet, env []string) []string {
 // --jwt-secret is dev mode, where anyone may claim any user id.
 var secretFlags = []string{"jwt-secret", "jwt-secret-file", "cluster-secret", "cluster-secret-file"}
 
+// keyFlags name the public keys of token mode: set to "", they are an
+// error too, not dev mode.
+var keyFlags = []string{"jwt-public-key", "jwt-jwks-url"}
+
 // parse reads the flags, over the environment (lookup is os.LookupEnv:
 // "set but empty" must be told apart from "unset").
 func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*options, error) {
@@ -204,7 +208,7 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", tracker.DefaultShutdownGrace, "on SIGTERM, tell peers this node is stopping (/api/v1/cluster shows it as stopping) and have them keep its presences this long: clients that reconnect to another node within it never leave for anyone, the others leave when it ends. This node does not wait for it. 0: peers are not told and keep its presences for --down-period, as after a crash")
 	fs.BoolVar(&o.permdownOnShutdown, "permdown-on-shutdown", false, "on SIGTERM, tell peers to drop this node's presences at once, instead of --shutdown-grace: all its users leave, and those who reconnect elsewhere join again")
 	fs.IntVar(&o.poolSize, "pool-size", 1, "tracker shards per node; must be equal on every node")
-	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret (at least 32 bytes): sockets must send a JWT as param token, sub = user key, optional topics claim. Without it, dev mode takes the key from param user_id. Visible in the process list: prefer PRESENCE_JWT_SECRET or --jwt-secret-file")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret (at least 32 bytes): sockets must send a JWT as param token, sub = user key, optional topics claim. Without it, --jwt-public-key or --jwt-jwks-url, dev mode takes the key from param user_id. Visible in the process list: prefer PRESENCE_JWT_SECRET or --jwt-secret-file")
 	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "read the HS256 secret from this file (trailing newline trimmed), instead of --jwt-secret")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file of the public key (RSA, ECDSA or Ed25519) that verifies tokens; it pins the algorithm: RS256, ES256/ES384/ES512 by curve, EdDSA. With --jwt-secret too, HS256 tokens are checked against the secret and the others against this key")
 	fs.StringVar(&o.jwtJWKSURL, "jwt-jwks-url", "", "URL of the identity provider's JWKS, fetched at start (a failure refuses to start), refreshed hourly and when a token names an unknown kid (at most every 5 min); tokens may use RS256, ES256 or EdDSA. Not with --jwt-public-key")
@@ -213,7 +217,7 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.StringVar(&o.jwtKeyClaim, "jwt-key-claim", "sub", "the token claim (a string) that is the presence key; not exp, nbf, iss, aud or topics")
 	fs.BoolVar(&o.version, "version", false, "print the version (module, commit, Go) and exit; also presenced version")
 	fs.BoolVar(&o.jwtRequireExp, "jwt-require-exp", false, "refuse tokens without an exp claim (a token that never expires cannot be withdrawn short of changing the secret)")
-	fs.BoolVar(&o.insecure, "insecure", false, "allow dev mode (no --jwt-secret) on a non-loopback address")
+	fs.BoolVar(&o.insecure, "insecure", false, "allow dev mode (no --jwt-secret, --jwt-public-key or --jwt-jwks-url) on a non-loopback address")
 	fs.StringVar(&o.origins, "origins", "", "comma-separated Origins whose pages may open sockets (https://app.example.com, //*.example.com, or * for every origin, null included); default: same origin, plus pages on any loopback origin in dev mode on a loopback --listen")
 	fs.StringVar(&o.topics, "topics", "room:*", "comma-separated topic patterns the built-in channel serves")
 	fs.BoolVar(&o.longPoll, "longpoll", true, "serve the long-poll transport (phoenix.js's fallback)")
@@ -249,7 +253,7 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "PRESENCE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		v, ok := lookup(name)
-		if !ok || f.Name == "version" || (v == "" && !slices.Contains(secretFlags, f.Name)) {
+		if !ok || f.Name == "version" || (v == "" && !slices.Contains(secretFlags, f.Name) && !slices.Contains(keyFlags, f.Name)) {
 			return
 		}
 		set[f.Name] = name
@@ -300,6 +304,11 @@ func parse(args []string, lookup func(string) (string, bool), out io.Writer) (*o
 	if n := len(o.jwtSecret); n > 0 && n < presencechannel.MinSecretLen {
 		return nil, fmt.Errorf("the JWT secret (%s) is %d bytes; at least %d are required (e.g. openssl rand -base64 48)",
 			orDefault(set["jwt-secret"], set["jwt-secret-file"]), n, presencechannel.MinSecretLen)
+	}
+	for _, name := range keyFlags {
+		if src := set[name]; src != "" && fs.Lookup(name).Value.String() == "" {
+			return nil, fmt.Errorf("%s is set but empty: give a value, or unset it", src)
+		}
 	}
 	if err := o.parseTokenAuth(); err != nil {
 		return nil, err
