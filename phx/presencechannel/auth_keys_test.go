@@ -327,3 +327,29 @@ func TestKeyfuncErrorNotQuoted(t *testing.T) {
 		t.Errorf("%v", err)
 	}
 }
+
+// iss and aud are decoded as strictly as the other claims: exact names,
+// no repeats, their types only (aud: a string or an array of strings).
+func TestIssuerAudienceDecoding(t *testing.T) {
+	ch := newChannel(t, presencechannel.Config{Secret: testSecret,
+		TokenAuth: presencechannel.TokenAuth{Issuer: "idp", Audience: "presence"}})
+	for payload, ok := range map[string]bool{
+		`{"sub":"a","iss":"idp","aud":"presence"}`:                 true,
+		`{"sub":"a","iss":"idp","aud":["x","presence"]}`:           true,
+		`{"sub":"a","iss":"idp","aud":"presence","iss":"idp"}`:     false,
+		`{"sub":"a","iss":"evil","ISS":"idp","aud":"presence"}`:    false,
+		`{"sub":"a","iss":"idp","aud":null}`:                       false,
+		`{"sub":"a","iss":"idp","aud":{"0":"presence"}}`:           false,
+		`{"sub":"a","iss":"idp","aud":["presence"],"aud":["x"]}`:   false,
+		`{"sub":"a","iss":null,"aud":"presence"}`:                  false,
+		`{"sub":"a","Iss":"idp","aud":"presence"}`:                 false,
+		`{"sub":"a","iss":"idp","aud":"presence","extra":[1,{}]}`:  true,
+		`{"sub":"a","iss":"idp","aud":"presence","topics":["*"]}`:  true,
+		`{"sub":"a","iss":"idp","aud":"presence","topics":"room"}`: false,
+	} {
+		_, err := connectToken(ch, signRaw(testSecret, payload))
+		if (err == nil) != ok {
+			t.Errorf("%s: %v, want ok=%v", payload, err, ok)
+		}
+	}
+}
