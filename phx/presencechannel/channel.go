@@ -67,12 +67,15 @@ type Config struct {
 	// "prefix*"). Default ["room:*"].
 	Topics []string
 
-	// Secret, when set, requires every connection to carry a JWT signed
-	// with HS256 under it: socket parameter "token" (or the auth token of
-	// the WebSocket subprotocol / X-Phoenix-AuthToken header). It must be
-	// at least MinSecretLen bytes (New refuses a shorter one).
+	// Secret, when set, requires every connection to carry a JWT: socket
+	// parameter "token" (or the auth token of the WebSocket subprotocol /
+	// X-Phoenix-AuthToken header), HS256 under Secret, or signed with a
+	// key of TokenAuth.Keyfunc (RS256, ES256, EdDSA, … as pinned by
+	// TokenAuth.Algorithms). It must be at least MinSecretLen bytes (New
+	// refuses a shorter one).
 	//
-	// The token's "sub" claim (a string) is the presence key. An optional
+	// The token's "sub" claim (TokenAuth.KeyClaim; a string) is the
+	// presence key. An optional
 	// "topics" claim limits the joinable topics: an array of exact topics
 	// and patterns, "*" (every topic) or a prefix ending in ':', '/' or
 	// '.' followed by "*" ("room:*" matches "room:x" and "room:x:y", not
@@ -83,7 +86,7 @@ type Config struct {
 	// naming a claim twice, or giving sub, exp, nbf or topics a value of
 	// another type, is refused.
 	//
-	// When Secret is empty (development mode) the socket parameter
+	// With neither Secret nor Keyfunc (development mode) the socket parameter
 	// "user_id" is the key, unauthenticated. Either way the key must
 	// satisfy MaxKeyLen and hold no control characters (ErrBadKey).
 	Secret []byte
@@ -276,7 +279,8 @@ func (ch *Channel) Routes() []phx.Route {
 
 // Connect authenticates a connection (use it as phx.Config.Connect): the
 // JWT of socket parameter "token" (or the transport's auth token) when a
-// Secret is configured, else a "user_id" parameter (see Config.Secret).
+// Secret or a Keyfunc is configured, else a "user_id" parameter (see
+// Config.Secret).
 // The Identity's ID is "user:<key>" (phx.Server.Disconnect("user:<key>")
 // logs the user out everywhere on this node), its Assigns a *User, and
 // its ExpiresAt the token's exp plus Leeway, so that the connection ends

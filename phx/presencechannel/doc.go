@@ -13,9 +13,10 @@
 // (NewServer is presencechannel.New and phx.New wired together, as
 // presenced runs them.)
 //
-// Connections authenticate with a JWT (HS256, "sub" = presence key,
-// optional "topics" claim) or, in development mode (no Secret), with a
-// user_id socket parameter. A join with {"meta": {...}} tracks the
+// Connections authenticate with a JWT (HS256 under a secret, or RS256,
+// ES256, EdDSA under public keys; "sub" = presence key, optional "topics"
+// claim) or, in development mode (no Secret nor Keyfunc), with a user_id
+// socket parameter. A join with {"meta": {...}} tracks the
 // connection under its key; any other join only watches. The joiner then
 // gets presence_state; every member of the topic gets presence_diff
 // broadcasts, which come from one presence subscription per topic and are
