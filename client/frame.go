@@ -162,9 +162,9 @@ func marshalsAsIs(payload []byte) bool {
 
 // Binary frame kinds (server to client).
 const (
-	kindPush      = 0
-	kindReply     = 1
-	kindBroadcast = 2
+	kindPush      = phxframe.KindPush
+	kindReply     = phxframe.KindReply
+	kindBroadcast = phxframe.KindBroadcast
 )
 
 // decodeBinary decodes a V2 binary frame sent by a server: push (kind 0:
@@ -185,20 +185,18 @@ func decodeBinary(b []byte) (Message, error) {
 	default:
 		return Message{}, fmt.Errorf("%w: binary kind %d", ErrBadFrame, b[0])
 	}
-	if len(b) < 1+nfields {
+	fs, payload, err := phxframe.SplitBinary(b, nfields)
+	switch {
+	case errors.Is(err, phxframe.ErrShortHeader):
 		return Message{}, fmt.Errorf("%w: short binary header", ErrBadFrame)
+	case err != nil:
+		return Message{}, fmt.Errorf("%w: a binary field overruns the frame", ErrBadFrame)
 	}
-	fields := make([]string, nfields)
-	pos := 1 + nfields
+	var fields [4]string
 	for i := range nfields {
-		n := int(b[1+i])
-		if pos+n > len(b) {
-			return Message{}, fmt.Errorf("%w: binary field %d overruns the frame", ErrBadFrame, i)
-		}
-		fields[i] = string(b[pos : pos+n])
-		pos += n
+		fields[i] = string(fs[i])
 	}
-	m := Message{Binary: true, Payload: json.RawMessage(b[pos:])}
+	m := Message{Binary: true, Payload: json.RawMessage(payload)}
 	switch b[0] {
 	case kindPush:
 		m.JoinRef, m.Topic, m.Event = fields[0], fields[1], fields[2]
@@ -225,15 +223,7 @@ func encodeBinaryPush(joinRef, ref, topic, event string, payload []byte) ([]byte
 		}
 		size += len(f.v)
 	}
-	out := make([]byte, 0, size)
-	out = append(out, kindPush)
-	for _, f := range fields {
-		out = append(out, byte(len(f.v)))
-	}
-	for _, f := range fields {
-		out = append(out, f.v...)
-	}
-	return append(out, payload...), nil
+	return phxframe.AppendBinary(make([]byte, 0, size), kindPush, payload, joinRef, ref, topic, event), nil
 }
 
 // replyPayload is the payload of a JSON phx_reply.

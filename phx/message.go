@@ -221,23 +221,18 @@ func decodeBinary(data []byte) (message, error) {
 	if len(data) < 5 {
 		return message{}, fmt.Errorf("%w: binary frame shorter than its header", errMalformed)
 	}
-	if data[0] != 0 {
+	if data[0] != phxframe.KindPush {
 		return message{}, fmt.Errorf("%w: binary frame of kind %d, want 0 (push)", errMalformed, data[0])
 	}
-	jl, rl, tl, el := int(data[1]), int(data[2]), int(data[3]), int(data[4])
-	rest := data[5:]
-	if len(rest) < jl+rl+tl+el {
+	fs, rest, err := phxframe.SplitBinary(data, 4)
+	if err != nil {
 		return message{}, fmt.Errorf("%w: binary frame shorter than its header says", errMalformed)
 	}
 	var m message
-	m.joinRef = stringRef(string(rest[:jl]))
-	rest = rest[jl:]
-	m.ref = stringRef(string(rest[:rl]))
-	rest = rest[rl:]
-	m.topic = string(rest[:tl])
-	rest = rest[tl:]
-	m.event = string(rest[:el])
-	rest = rest[el:]
+	m.joinRef = stringRef(string(fs[0]))
+	m.ref = stringRef(string(fs[1]))
+	m.topic = string(fs[2])
+	m.event = string(fs[3])
 	// Topic and event are echoed in text frames (replies): they must be
 	// UTF-8 (the refs are encoded as JSON strings, which coerces them).
 	if !utf8.ValidString(m.topic) || !utf8.ValidString(m.event) {
@@ -342,12 +337,7 @@ func encodeBinaryPush(joinRef, topic, event string, payload []byte) (frame, erro
 		return frame{}, err
 	}
 	b := make([]byte, 0, 4+len(joinRef)+len(topic)+len(event)+len(payload))
-	b = append(b, 0, byte(len(joinRef)), byte(len(topic)), byte(len(event)))
-	b = append(b, joinRef...)
-	b = append(b, topic...)
-	b = append(b, event...)
-	b = append(b, payload...)
-	return frame{data: b, binary: true}, nil
+	return frame{data: phxframe.AppendBinary(b, phxframe.KindPush, payload, joinRef, topic, event), binary: true}, nil
 }
 
 // encodeBinaryReply encodes a server reply (kind 1).
@@ -356,13 +346,7 @@ func encodeBinaryReply(joinRef, ref, topic, status string, payload []byte) (fram
 		return frame{}, err
 	}
 	b := make([]byte, 0, 5+len(joinRef)+len(ref)+len(topic)+len(status)+len(payload))
-	b = append(b, 1, byte(len(joinRef)), byte(len(ref)), byte(len(topic)), byte(len(status)))
-	b = append(b, joinRef...)
-	b = append(b, ref...)
-	b = append(b, topic...)
-	b = append(b, status...)
-	b = append(b, payload...)
-	return frame{data: b, binary: true}, nil
+	return frame{data: phxframe.AppendBinary(b, phxframe.KindReply, payload, joinRef, ref, topic, status), binary: true}, nil
 }
 
 // encodeBinaryBroadcast encodes a server broadcast (kind 2).
@@ -371,11 +355,7 @@ func encodeBinaryBroadcast(topic, event string, payload []byte) (frame, error) {
 		return frame{}, err
 	}
 	b := make([]byte, 0, 3+len(topic)+len(event)+len(payload))
-	b = append(b, 2, byte(len(topic)), byte(len(event)))
-	b = append(b, topic...)
-	b = append(b, event...)
-	b = append(b, payload...)
-	return frame{data: b, binary: true}, nil
+	return frame{data: phxframe.AppendBinary(b, phxframe.KindBroadcast, payload, topic, event), binary: true}, nil
 }
 
 // errNotObject is returned for a JSON payload that is not an object: the

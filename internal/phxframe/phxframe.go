@@ -3,7 +3,8 @@
 // server (phx), the Go client and the load tool. Scan reads the envelope in
 // place without decoding the payload; Append writes one. Neither uses
 // reflection: the server reads every client frame and the load tool every
-// server frame through them.
+// server frame through them. The V2 binary frame (binary.go) is here too:
+// AppendBinary writes one, SplitBinary reads its header fields.
 package phxframe
 
 import (
