@@ -2,6 +2,10 @@ package crdt
 
 // Exports for the package's own tests.
 
+// Delta is the pending outgoing delta. It belongs to the state until
+// TakeDelta.
+func (s *State) Delta() *Delta { return s.delta }
+
 // OwnerElements lists the local elements of owner.
 func (s *State) OwnerElements(owner string) []*Element {
 	list := s.ownerList(owner)

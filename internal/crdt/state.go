@@ -336,10 +336,6 @@ func (s *State) resetDelta() {
 // HasDelta reports whether the outgoing delta carries anything.
 func (s *State) HasDelta() bool { return !s.delta.Empty() }
 
-// Delta is the pending outgoing delta. It belongs to the state until
-// TakeDelta.
-func (s *State) Delta() *Delta { return s.delta }
-
 // TakeDelta returns the pending outgoing delta and starts a new one (the
 // broadcast step: reset_delta then compact). The returned delta is no
 // longer touched by the state.

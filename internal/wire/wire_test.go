@@ -20,7 +20,7 @@ func sampleDelta() *crdt.Delta {
 	}
 	s.LeaveJoin("o1", "room:1", "u1", []byte(`{"status":"away"}`))
 	s.Leave("o2", "room:1", "u2")
-	return s.Delta()
+	return s.TakeDelta()
 }
 
 func messages() []wire.Message {
