@@ -49,7 +49,7 @@ func decodeText(b []byte) (Message, error) {
 // (FuzzDecodeTextFastPath).
 func decodeTextFast(b []byte) (Message, bool) {
 	e, err := phxframe.Scan(b)
-	if err != nil || !plain(e.JoinRef, true) || !plain(e.Ref, true) || !plain(e.Topic, false) || !plain(e.Event, false) {
+	if err != nil || !phxframe.Plain(e.JoinRef, true) || !phxframe.Plain(e.Ref, true) || !phxframe.Plain(e.Topic, false) || !phxframe.Plain(e.Event, false) {
 		return Message{}, false
 	}
 	payload := jsonscan.TrimSpace(e.Payload)
@@ -63,20 +63,6 @@ func decodeTextFast(b []byte) (Message, bool) {
 		Event:   string(phxframe.Content(e.Event)),
 		Payload: json.RawMessage(bytes.Clone(payload)), // b is the socket's buffer
 	}, true
-}
-
-// plain reports whether the envelope token tok is null (when nullOK) or a
-// string of printable ASCII without escapes.
-func plain(tok []byte, nullOK bool) bool {
-	if tok[0] != '"' {
-		return nullOK
-	}
-	for _, c := range phxframe.Content(tok) {
-		if c < 0x20 || c >= 0x7f || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 // decodeTextSlow is decodeText by encoding/json, for every frame.

@@ -128,8 +128,8 @@ func decodeV2(data []byte) (message, error) {
 // json.Unmarshal into []json.RawMessage on every client frame.
 func decodeV2Fast(data []byte) (message, bool) {
 	e, err := phxframe.Scan(data)
-	if err != nil || !plainToken(e.JoinRef, true) || !plainToken(e.Ref, true) ||
-		!plainToken(e.Topic, false) || !plainToken(e.Event, false) {
+	if err != nil || !phxframe.Plain(e.JoinRef, true) || !phxframe.Plain(e.Ref, true) ||
+		!phxframe.Plain(e.Topic, false) || !phxframe.Plain(e.Event, false) {
 		return message{}, false
 	}
 	payload := jsonscan.TrimSpace(e.Payload)
@@ -143,21 +143,6 @@ func decodeV2Fast(data []byte) (message, bool) {
 		event:   string(phxframe.Content(e.Event)),
 		payload: Payload{JSON: json.RawMessage(bytes.Clone(payload))},
 	}, true
-}
-
-// plainToken reports whether the envelope token tok (a string or null, as
-// phxframe.Scan gives it) is null, when nullOK, or a string of printable
-// ASCII without escapes: one whose contents are its value.
-func plainToken(tok []byte, nullOK bool) bool {
-	if tok[0] != '"' {
-		return nullOK
-	}
-	for _, c := range phxframe.Content(tok) {
-		if c < 0x20 || c >= 0x7f || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 // decodeV2Slow is decodeV2 by encoding/json, for every frame.

@@ -122,3 +122,19 @@ func appendRawRef(b []byte, r []byte) []byte {
 	}
 	return append(b, r...)
 }
+
+// Plain reports whether the envelope token tok (a string or null, as Scan
+// gives it) is null, when nullOK, or a string of printable ASCII without
+// escapes: one whose contents are its value, so that a fast path may take
+// them as they are.
+func Plain(tok []byte, nullOK bool) bool {
+	if tok[0] != '"' {
+		return nullOK
+	}
+	for _, c := range Content(tok) {
+		if c < 0x20 || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
+}

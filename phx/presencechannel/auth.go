@@ -225,22 +225,7 @@ func audienceClaim(dec *json.Decoder) (jwt.ClaimStrings, error) {
 	if t != json.Delim('[') {
 		return nil, bad
 	}
-	out := jwt.ClaimStrings{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		s, ok := t.(string)
-		if !ok {
-			return nil, bad
-		}
-		out = append(out, s)
-	}
-	if _, err := dec.Token(); err != nil { // the closing ']'
-		return nil, err
-	}
-	return out, nil
+	return stringsAfterBracket(dec, bad)
 }
 
 // dateClaim reads a NumericDate: a number of seconds since the epoch. A
@@ -276,6 +261,12 @@ func topicsClaim(dec *json.Decoder) ([]string, error) {
 	if t != json.Delim('[') {
 		return nil, bad
 	}
+	return stringsAfterBracket(dec, bad)
+}
+
+// stringsAfterBracket reads the strings of an array whose '[' was read,
+// and its ']'; an element of another type is bad.
+func stringsAfterBracket(dec *json.Decoder, bad error) ([]string, error) {
 	out := []string{}
 	for dec.More() {
 		t, err := dec.Token()
