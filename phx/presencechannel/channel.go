@@ -439,12 +439,11 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 	}
 	// One CallTimeout bounds the join's Track and Settle together (one
 	// timer per join, not two).
-	cctx, cancel := ctx, context.CancelFunc(func() {})
+	cctx := ctx
 	if track {
+		var cancel context.CancelFunc
 		cctx, cancel = ch.callCtx(ctx)
-	}
-	defer cancel()
-	if track {
+		defer cancel()
 		_, err := ch.cfg.Presence.Track(cctx, s.Owner(), s.Topic(), u.Key, meta)
 		if err != nil {
 			m.sub.modes.add(mode, -1)
@@ -466,7 +465,6 @@ func (ch *Channel) Join(ctx context.Context, s *phx.Socket, p phx.Payload) (any,
 		if err := ch.cfg.Presence.Settle(cctx, s.Topic()); err != nil {
 			ch.log.Warn("presencechannel: join not settled before its presence_state", "topic", s.Topic(), "err", err)
 		}
-		cancel()
 	}
 	// Held by phx until the join reply is queued.
 	switch {
